@@ -1,0 +1,80 @@
+package dev.troupe.cli;
+
+import java.io.PrintStream;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The {@code troupe} command. Errors print one line on stderr ({@code troupe: error: ...}) and
+ * exit non-zero: 2 for a command line that cannot be run, 1 for a failure while running. A stack
+ * trace is printed only with {@code --stacktrace} or {@code TROUPE_STACKTRACE=1}.
+ */
+public final class Main {
+  static final String USAGE = """
+      usage: troupe <command> [options]
+
+      commands:
+        init-model --preset tiny|bench-s|bench-m --out DIR [--seed N] [--weights-dtype f32|bf16|f16]
+                   [--max-shard-mb N]        a randomly initialised model in Hugging Face layout
+        score      --model DIR [--adapter DIR] --ids "1,5,9;3,4,5" --out FILE.safetensors
+                   [--dtype fp32|bf16|fp16] [--threads N]
+                                             logits of equal-length id sequences, float32 [seqs, tokens, vocab]
+        generate   --model DIR [--adapter DIR] (--prompt TEXT | --prompt-ids 1,2,3)
+                   [--max-new-tokens N] [--json] [--dtype fp32|bf16|fp16] [--threads N]
+                                             greedy continuation
+
+      options for every command: --stacktrace (print the stack trace of an error)
+      """;
+
+  private static final Map<String, Command> COMMANDS = Map.of(
+      "init-model", new InitModelCommand(),
+      "score", new ScoreCommand(),
+      "generate", new GenerateCommand());
+
+  private Main() {}
+
+  public static void main(String[] args) {
+    System.exit(run(args, System.out, System.err));
+  }
+
+  /** Runs one command and returns its exit status; never calls System.exit. */
+  public static int run(String[] args, PrintStream out, PrintStream err) {
+    List<String> rest = Arrays.stream(args).filter(a -> !a.equals("--stacktrace")).toList();
+    boolean trace = rest.size() != args.length || "1".equals(System.getenv("TROUPE_STACKTRACE"));
+    if (rest.isEmpty() || rest.get(0).equals("help") || rest.get(0).equals("--help") || rest.get(0).equals("-h")) {
+      out.print(USAGE);
+      return rest.isEmpty() ? 2 : 0;
+    }
+    Command command = COMMANDS.get(rest.get(0));
+    if (command == null) {
+      err.println("troupe: error: unknown command '" + rest.get(0) + "' (try 'troupe help')");
+      return 2;
+    }
+    try {
+      return command.run(rest.subList(1, rest.size()), out);
+    } catch (UsageException e) {
+      err.println("troupe: error: " + e.getMessage());
+      if (trace) e.printStackTrace(err);
+      return 2;
+    } catch (Exception | LinkageError e) {
+      err.println("troupe: error: " + describe(e));
+      if (trace) e.printStackTrace(err);
+      return 1;
+    }
+  }
+
+  /** One line for an exception: its message, or its type where it has none. */
+  static String describe(Throwable e) {
+    String m = e.getMessage();
+    if (m == null || m.isBlank()) return e.getClass().getSimpleName();
+    // libtorch's messages carry a C++ backtrace after the first line
+    int nl = m.indexOf('\n');
+    return nl < 0 ? m : m.substring(0, nl);
+  }
+
+  /** A subcommand. */
+  interface Command {
+    int run(List<String> args, PrintStream out) throws Exception;
+  }
+}

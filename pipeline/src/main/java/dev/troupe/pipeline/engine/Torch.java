@@ -1,0 +1,159 @@
+package dev.troupe.pipeline.engine;
+
+import dev.troupe.pipeline.safetensors.DType;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import org.bytedeco.javacpp.BytePointer;
+import org.bytedeco.javacpp.FloatPointer;
+import org.bytedeco.javacpp.LongPointer;
+import org.bytedeco.pytorch.MemoryFormatOptional;
+import org.bytedeco.pytorch.Scalar;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorOptions;
+import org.bytedeco.pytorch.global.torch;
+import org.bytedeco.pytorch.global.torch.ScalarType;
+
+/**
+ * The thin layer between Troupe and JavaCPP's libtorch API: conversions between Java arrays,
+ * safetensors bytes and tensors. Every method copies; no tensor returned here aliases Java or
+ * mapped memory, so callers may drop their buffers at once.
+ */
+public final class Torch {
+  static {
+    Natives.ensureLoaded();
+  }
+
+  private Torch() {}
+
+  /** Makes sure libtorch is loaded (safely, see {@link Natives}). */
+  public static void init() {
+    // the static initializer did the work
+  }
+
+  /** The libtorch scalar type of a safetensors dtype. */
+  public static ScalarType scalarType(DType dtype) {
+    return switch (dtype) {
+      case F32 -> ScalarType.Float;
+      case F16 -> ScalarType.Half;
+      case BF16 -> ScalarType.BFloat16;
+      case I8 -> ScalarType.Char;
+      case U8 -> ScalarType.Byte;
+      case I32 -> ScalarType.Int;
+      case I64 -> ScalarType.Long;
+    };
+  }
+
+  /** The safetensors dtype of a libtorch scalar type. */
+  public static DType dtype(ScalarType type) {
+    return switch (type) {
+      case Float -> DType.F32;
+      case Half -> DType.F16;
+      case BFloat16 -> DType.BF16;
+      case Char -> DType.I8;
+      case Byte -> DType.U8;
+      case Int -> DType.I32;
+      case Long -> DType.I64;
+      default -> throw new IllegalArgumentException("no safetensors dtype for " + type);
+    };
+  }
+
+  /**
+   * Marks a tensor as owned by a long-lived object (weights, adapters): it survives the close of
+   * any {@link org.bytedeco.javacpp.PointerScope} it was made in, and is freed by its owner's
+   * {@code close()}. Returns the tensor.
+   */
+  public static Tensor keep(Tensor t) {
+    t.retainReference();
+    return t;
+  }
+
+  /** A scalar for libtorch's arithmetic. */
+  public static Scalar scalar(double value) {
+    return new Scalar(value);
+  }
+
+  /** Copies little-endian tensor bytes (e.g. a mapped safetensors region) into a new tensor. */
+  public static Tensor fromBytes(ByteBuffer bytes, DType dtype, long... shape) {
+    long numel = 1;
+    for (long d : shape) numel *= d;
+    if (bytes.remaining() != numel * dtype.byteSize()) {
+      throw new IllegalArgumentException("byte length " + bytes.remaining() + " does not match "
+          + dtype + " shape " + java.util.Arrays.toString(shape));
+    }
+    Tensor out = torch.empty(shape, new TensorOptions(scalarType(dtype)), new MemoryFormatOptional());
+    if (numel == 0) return out;
+    ByteBuffer src = bytes.duplicate();
+    if (!src.isDirect()) {
+      ByteBuffer direct = ByteBuffer.allocateDirect(src.remaining());
+      direct.put(src).flip();
+      src = direct;
+    }
+    try (BytePointer from = new BytePointer(src)) {
+      BytePointer to = new BytePointer(out.data_ptr());
+      to.capacity(numel * dtype.byteSize());
+      org.bytedeco.javacpp.Pointer.memcpy(to, from.position(0), numel * dtype.byteSize());
+    }
+    return out;
+  }
+
+  /** A float32 tensor with these values. */
+  public static Tensor fromFloats(float[] values, long... shape) {
+    Tensor out = torch.empty(shape, new TensorOptions(ScalarType.Float), new MemoryFormatOptional());
+    if (values.length > 0) out.data_ptr_float().put(values);
+    return out;
+  }
+
+  /** An int64 tensor with these values (token ids). */
+  public static Tensor fromLongs(long[] values, long... shape) {
+    Tensor out = torch.empty(shape, new TensorOptions(ScalarType.Long), new MemoryFormatOptional());
+    if (values.length > 0) out.data_ptr_long().put(values);
+    return out;
+  }
+
+  /** The shape of a tensor. */
+  public static long[] shape(Tensor t) {
+    long[] s = new long[(int) t.dim()];
+    for (int i = 0; i < s.length; i++) s[i] = t.size(i);
+    return s;
+  }
+
+  /** The values of a tensor as float32, in row-major order. */
+  public static float[] toFloats(Tensor t) {
+    try (Tensor f = t.to(ScalarType.Float).contiguous()) {
+      long n = f.numel();
+      if (n > Integer.MAX_VALUE) throw new IllegalArgumentException("tensor too large for a Java array: " + n);
+      float[] out = new float[(int) n];
+      if (n > 0) {
+        FloatPointer p = f.data_ptr_float();
+        p.get(out);
+      }
+      return out;
+    }
+  }
+
+  /** The values of an integer tensor as longs. */
+  public static long[] toLongs(Tensor t) {
+    try (Tensor l = t.to(ScalarType.Long).contiguous()) {
+      long[] out = new long[(int) l.numel()];
+      if (out.length > 0) {
+        LongPointer p = l.data_ptr_long();
+        p.get(out);
+      }
+      return out;
+    }
+  }
+
+  /** A copy of the tensor's bytes, little-endian, contiguous, in its own dtype. */
+  public static ByteBuffer toBytes(Tensor t) {
+    try (Tensor c = t.contiguous()) {
+      long n = c.nbytes();
+      ByteBuffer out = ByteBuffer.allocate(Math.toIntExact(n)).order(ByteOrder.LITTLE_ENDIAN);
+      if (n > 0) {
+        BytePointer p = new BytePointer(c.data_ptr());
+        p.capacity(n);
+        p.get(out.array());
+      }
+      return out;
+    }
+  }
+}

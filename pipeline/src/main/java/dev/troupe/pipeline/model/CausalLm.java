@@ -1,0 +1,122 @@
+package dev.troupe.pipeline.model;
+
+import dev.troupe.pipeline.engine.ComputeDtype;
+import dev.troupe.pipeline.engine.Torch;
+import dev.troupe.pipeline.lora.PeftAdapter;
+import dev.troupe.pipeline.safetensors.TensorSource;
+import java.util.List;
+import org.bytedeco.javacpp.PointerScope;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.global.torch;
+import org.bytedeco.pytorch.global.torch.ScalarType;
+
+/**
+ * A LLaMA-family causal language model, or one pipeline stage and tensor shard of it, on
+ * libtorch. The stage seams are {@link #embed}, {@link #forwardLayers} and {@link #logits}: the
+ * first stage embeds token ids, every stage runs its decoder layers on hidden states, the last
+ * applies the final norm and the output head. The tensor-parallel seam is the {@link AllReduce}
+ * passed to {@link #forwardLayers}.
+ */
+public final class CausalLm implements AutoCloseable {
+  private final ModelConfig config;
+  private final ComputeDtype dtype;
+  private final StageSpec stage;
+  private final ShardSpec shard;
+  private final Tensor embedding;
+  private final List<DecoderLayer> layers;
+  private final RmsNorm finalNorm;
+  private final Tensor head;
+
+  CausalLm(ModelConfig config, ComputeDtype dtype, StageSpec stage, ShardSpec shard, Tensor embedding,
+      List<DecoderLayer> layers, RmsNorm finalNorm, Tensor head) {
+    this.config = config;
+    this.dtype = dtype;
+    this.stage = stage;
+    this.shard = shard;
+    this.embedding = embedding;
+    this.layers = layers;
+    this.finalNorm = finalNorm;
+    this.head = head;
+  }
+
+  /** Loads the whole model, optionally with a PEFT adapter applied. */
+  public static CausalLm load(HfModel model, ComputeDtype dtype, PeftAdapter adapter) throws ModelFormatException {
+    return load(model.config(), model.weights(), dtype, StageSpec.full(model.config()), ShardSpec.NONE, adapter);
+  }
+
+  /** Loads one stage and shard of the model; only its weights are read. */
+  public static CausalLm load(ModelConfig config, TensorSource weights, ComputeDtype dtype, StageSpec stage,
+      ShardSpec shard, PeftAdapter adapter) throws ModelFormatException {
+    return new ModelLoader(config, weights, dtype, shard, adapter).load(stage);
+  }
+
+  public ModelConfig config() {
+    return config;
+  }
+
+  public ComputeDtype dtype() {
+    return dtype;
+  }
+
+  public StageSpec stage() {
+    return stage;
+  }
+
+  public ShardSpec shard() {
+    return shard;
+  }
+
+  /** Token ids [batch, seq] (int64) to hidden states [batch, seq, hidden]; first stage only. */
+  public Tensor embed(Tensor ids) {
+    if (embedding == null) throw new IllegalStateException("this stage holds no embedding");
+    return torch.embedding(embedding, ids);
+  }
+
+  /** Runs this stage's decoder layers on hidden states [batch, seq, hidden] at positions 0..seq-1. */
+  public Tensor forwardLayers(Tensor hidden, AllReduce reduce) {
+    long seq = hidden.size(1);
+    Rotary rope = Rotary.of(config, seq, dtype.scalarType());
+    Tensor mask = slidingWindowMask(seq);
+    Tensor h = hidden;
+    for (DecoderLayer layer : layers) h = layer.forward(h, rope, mask, reduce);
+    return h;
+  }
+
+  /** Final norm and output head: hidden states to float32 logits [batch, seq, vocab]; last stage only. */
+  public Tensor logits(Tensor hidden) {
+    if (head == null) throw new IllegalStateException("this stage holds no output head");
+    Tensor out = torch.linear(finalNorm.forward(hidden), head);
+    return out.scalar_type() == ScalarType.Float ? out : out.to(ScalarType.Float);
+  }
+
+  /**
+   * The whole forward pass: token ids [batch, seq] to float32 logits [batch, seq, vocab]. Every
+   * intermediate tensor is freed before this returns; the caller owns (and closes) the result.
+   */
+  public Tensor forward(Tensor ids) {
+    if (!stage.hasEmbedding() || !stage.hasHead() || shard.isSharded()) {
+      throw new IllegalStateException("forward(ids) needs the whole model; use embed/forwardLayers/logits per stage");
+    }
+    try (PointerScope scope = new PointerScope()) {
+      return Torch.keep(logits(forwardLayers(embed(ids), AllReduce.NONE)));
+    }
+  }
+
+  /** Mistral's sliding window as a boolean mask (true = may attend), or null where plain causal suffices. */
+  private Tensor slidingWindowMask(long seq) {
+    int w = config.slidingWindow();
+    if (w <= 0 || seq <= w) return null;
+    Tensor i = torch.arange(Torch.scalar(seq)).unsqueeze(1);
+    Tensor j = torch.arange(Torch.scalar(seq)).unsqueeze(0);
+    // key j visible to query i iff i - w < j <= i
+    return torch.logical_and(torch.le(j, i), torch.gt(j, i.sub(Torch.scalar(w))));
+  }
+
+  @Override
+  public void close() {
+    if (embedding != null) embedding.close();
+    layers.forEach(DecoderLayer::close);
+    if (finalNorm != null) finalNorm.close();
+    if (head != null && head != embedding) head.close();
+  }
+}

@@ -1,0 +1,31 @@
+package dev.troupe.pipeline.model;
+
+import org.bytedeco.pytorch.Tensor;
+
+/** One pre-norm decoder layer: {@code h = x + attn(norm(x)); out = h + mlp(norm(h))}. */
+final class DecoderLayer implements AutoCloseable {
+  final RmsNorm inputNorm;
+  final Attention attention;
+  final RmsNorm postAttentionNorm;
+  final Mlp mlp;
+
+  DecoderLayer(RmsNorm inputNorm, Attention attention, RmsNorm postAttentionNorm, Mlp mlp) {
+    this.inputNorm = inputNorm;
+    this.attention = attention;
+    this.postAttentionNorm = postAttentionNorm;
+    this.mlp = mlp;
+  }
+
+  Tensor forward(Tensor x, Rotary rope, Tensor mask, AllReduce reduce) {
+    Tensor h = x.add(attention.forward(inputNorm.forward(x), rope, mask, reduce));
+    return h.add(mlp.forward(postAttentionNorm.forward(h), reduce));
+  }
+
+  @Override
+  public void close() {
+    inputNorm.close();
+    attention.close();
+    postAttentionNorm.close();
+    mlp.close();
+  }
+}
