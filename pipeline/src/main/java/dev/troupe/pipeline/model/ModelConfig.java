@@ -98,9 +98,14 @@ public record ModelConfig(
     if (headDim % 2 != 0) throw new ModelFormatException(file, "head_dim " + headDim + " must be even for rotary embeddings");
     boolean qwen = type.equals("qwen2");
     boolean attnBias = f.bool("attention_bias", false);
+    if (qwen && f.bool("use_sliding_window", false)) {
+      // Qwen2 applies its window only from max_window_layers upwards; not implemented.
+      throw new ModelFormatException(file, "use_sliding_window=true is not supported for qwen2");
+    }
     int window = 0;
-    if (type.equals("mistral") || (qwen && f.bool("use_sliding_window", false))) {
-      window = root.hasNonNull("sliding_window") ? f.positive("sliding_window") : 0;
+    if (type.equals("mistral")) {
+      // transformers' MistralConfig defaults to a 4096 window when the key is absent; null means none.
+      window = !root.has("sliding_window") ? 4096 : root.get("sliding_window").isNull() ? 0 : f.positive("sliding_window");
     }
     return new ModelConfig(type,
         f.positive("vocab_size"), hidden, f.positive("intermediate_size"),
@@ -140,10 +145,7 @@ public record ModelConfig(
     if (modelType.equals("mistral")) {
       if (slidingWindow > 0) o.put("sliding_window", slidingWindow); else o.putNull("sliding_window");
     }
-    if (modelType.equals("qwen2")) {
-      o.put("use_sliding_window", slidingWindow > 0);
-      if (slidingWindow > 0) o.put("sliding_window", slidingWindow);
-    }
+    if (modelType.equals("qwen2")) o.put("use_sliding_window", false);
     if (bosTokenId >= 0) o.put("bos_token_id", bosTokenId);
     if (eosTokenIds.size() == 1) o.put("eos_token_id", eosTokenIds.get(0));
     else if (!eosTokenIds.isEmpty()) eosTokenIds.forEach(o.withArray("eos_token_id")::add);

@@ -101,8 +101,10 @@ public final class RandomInit {
     if (config.bosTokenId() >= 0) gen.put("bos_token_id", config.bosTokenId());
     config.eosTokenIds().forEach(gen.withArray("eos_token_id")::add);
     json.writeValue(dir.resolve("generation_config.json").toFile(), gen);
-    ByteLevelBpeTokenizerWriter.write(dir.resolve("tokenizer.json"), config.vocabSize(),
-        ByteLevelBpeTokenizerWriter.defaultTrainingText());
+    if (config.vocabSize() >= ByteLevelBpeTokenizerWriter.MIN_VOCAB) {
+      ByteLevelBpeTokenizerWriter.write(dir.resolve("tokenizer.json"), config.vocabSize(),
+          ByteLevelBpeTokenizerWriter.defaultTrainingText());
+    }
   }
 
   /** Every weight of the architecture with its shape, sorted by name. */
