@@ -25,7 +25,8 @@ final class Args {
     Args a = new Args(command);
     for (int i = 0; i < args.size(); i++) {
       String arg = args.get(i);
-      if (!arg.startsWith("--")) throw new UsageException(command + ": unexpected argument '" + arg + "'");
+      if (!arg.startsWith("--"))
+        throw new UsageException(command + ": unexpected argument '" + arg + "'");
       String name = arg.substring(2);
       String inline = null;
       int eq = name.indexOf('=');
@@ -38,10 +39,12 @@ final class Args {
       } else if (valued.contains(name)) {
         String v = inline;
         if (v == null) {
-          if (i + 1 >= args.size()) throw new UsageException(command + ": --" + name + " needs a value");
+          if (i + 1 >= args.size())
+            throw new UsageException(command + ": --" + name + " needs a value");
           v = args.get(++i);
         }
-        if (a.values.put(name, v) != null) throw new UsageException(command + ": --" + name + " given twice");
+        if (a.values.put(name, v) != null)
+          throw new UsageException(command + ": --" + name + " given twice");
       } else {
         throw new UsageException(command + ": unknown option --" + name);
       }
@@ -72,7 +75,9 @@ final class Args {
     if (v == null) return dflt;
     try {
       int n = Integer.parseInt(v.trim());
-      if (n < min) throw new UsageException(command + ": --" + name + " must be at least " + min + ", got " + v);
+      if (n < min)
+        throw new UsageException(
+            command + ": --" + name + " must be at least " + min + ", got " + v);
       return n;
     } catch (NumberFormatException e) {
       throw new UsageException(command + ": --" + name + " must be an integer, got '" + v + "'");

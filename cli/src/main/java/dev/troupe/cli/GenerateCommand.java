@@ -18,7 +18,8 @@ final class GenerateCommand implements Main.Command {
     Args args = Args.parse("generate", argv, names, Set.of("json"));
     ModelOptions options = ModelOptions.from("generate", args);
     if (args.has("prompt") == args.has("prompt-ids")) {
-      throw new UsageException("generate: give exactly one of --prompt TEXT and --prompt-ids 1,2,3");
+      throw new UsageException(
+          "generate: give exactly one of --prompt TEXT and --prompt-ids 1,2,3");
     }
     int maxNew = args.intValue("max-new-tokens", 32, 0);
     try (ModelOptions.Loaded loaded = options.load()) {
@@ -27,23 +28,39 @@ final class GenerateCommand implements Main.Command {
       try {
         if (args.has("prompt") || (!args.has("json") && loaded.hf().hasTokenizer())) {
           if (!loaded.hf().hasTokenizer()) {
-            throw new UsageException("generate: --prompt needs a tokenizer.json in " + options.model() + "; use --prompt-ids");
+            throw new UsageException(
+                "generate: --prompt needs a tokenizer.json in "
+                    + options.model()
+                    + "; use --prompt-ids");
           }
           tokenizer = TextTokenizer.open(options.model());
         }
-        long[] prompt = args.has("prompt") ? tokenizer.encode(args.require("prompt"))
-            : TokenIds.parseSequence("--prompt-ids", args.require("prompt-ids"), vocab);
-        if (prompt.length == 0) throw new UsageException("generate: the prompt encodes to no tokens");
+        long[] prompt =
+            args.has("prompt")
+                ? tokenizer.encode(args.require("prompt"))
+                : TokenIds.parseSequence("--prompt-ids", args.require("prompt-ids"), vocab);
+        if (prompt.length == 0)
+          throw new UsageException("generate: the prompt encodes to no tokens");
         for (long id : prompt) {
-          if (id >= vocab) throw new UsageException("generate: the tokenizer produced id " + id + " beyond the model's vocabulary " + vocab);
+          if (id >= vocab)
+            throw new UsageException(
+                "generate: the tokenizer produced id "
+                    + id
+                    + " beyond the model's vocabulary "
+                    + vocab);
         }
-        long[] generated = GreedyDecoder.generate(loaded.lm(), prompt, maxNew, loaded.hf().eosTokenIds());
+        long[] generated =
+            GreedyDecoder.generate(loaded.lm(), prompt, maxNew, loaded.hf().eosTokenIds());
         if (args.has("json")) {
-          out.println(Arrays.stream(generated).mapToObj(Long::toString).collect(Collectors.joining(",", "[", "]")));
+          out.println(
+              Arrays.stream(generated)
+                  .mapToObj(Long::toString)
+                  .collect(Collectors.joining(",", "[", "]")));
         } else if (tokenizer != null) {
           out.println(tokenizer.decode(generated, true));
         } else {
-          out.println(Arrays.stream(generated).mapToObj(Long::toString).collect(Collectors.joining(" ")));
+          out.println(
+              Arrays.stream(generated).mapToObj(Long::toString).collect(Collectors.joining(" ")));
         }
       } finally {
         if (tokenizer != null) tokenizer.close();

@@ -6,12 +6,13 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * The {@code troupe} command. Errors print one line on stderr ({@code troupe: error: ...}) and
- * exit non-zero: 2 for a command line that cannot be run, 1 for a failure while running. A stack
- * trace is printed only with {@code --stacktrace} or {@code TROUPE_STACKTRACE=1}.
+ * The {@code troupe} command. Errors print one line on stderr ({@code troupe: error: ...}) and exit
+ * non-zero: 2 for a command line that cannot be run, 1 for a failure while running. A stack trace
+ * is printed only with {@code --stacktrace} or {@code TROUPE_STACKTRACE=1}.
  */
 public final class Main {
-  static final String USAGE = """
+  static final String USAGE =
+      """
       usage: troupe <command> [options]
 
       commands:
@@ -27,10 +28,11 @@ public final class Main {
       options for every command: --stacktrace (print the stack trace of an error)
       """;
 
-  private static final Map<String, Command> COMMANDS = Map.of(
-      "init-model", new InitModelCommand(),
-      "score", new ScoreCommand(),
-      "generate", new GenerateCommand());
+  private static final Map<String, Command> COMMANDS =
+      Map.of(
+          "init-model", new InitModelCommand(),
+          "score", new ScoreCommand(),
+          "generate", new GenerateCommand());
 
   private Main() {}
 
@@ -42,7 +44,10 @@ public final class Main {
   public static int run(String[] args, PrintStream out, PrintStream err) {
     List<String> rest = Arrays.stream(args).filter(a -> !a.equals("--stacktrace")).toList();
     boolean trace = rest.size() != args.length || "1".equals(System.getenv("TROUPE_STACKTRACE"));
-    if (rest.isEmpty() || rest.get(0).equals("help") || rest.get(0).equals("--help") || rest.get(0).equals("-h")) {
+    if (rest.isEmpty()
+        || rest.get(0).equals("help")
+        || rest.get(0).equals("--help")
+        || rest.get(0).equals("-h")) {
       out.print(USAGE);
       return rest.isEmpty() ? 2 : 0;
     }

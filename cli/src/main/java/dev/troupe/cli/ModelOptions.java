@@ -10,7 +10,8 @@ import java.nio.file.Path;
 
 /** The options {@code score} and {@code generate} share: model, adapter, dtype, threads. */
 record ModelOptions(Path model, Path adapter, ComputeDtype dtype, int threads) {
-  static final java.util.Set<String> NAMES = java.util.Set.of("model", "adapter", "dtype", "threads");
+  static final java.util.Set<String> NAMES =
+      java.util.Set.of("model", "adapter", "dtype", "threads");
 
   static ModelOptions from(String command, Args args) {
     ComputeDtype dtype;
@@ -19,7 +20,10 @@ record ModelOptions(Path model, Path adapter, ComputeDtype dtype, int threads) {
     } catch (IllegalArgumentException e) {
       throw new UsageException(command + ": --dtype: " + e.getMessage());
     }
-    return new ModelOptions(args.path("model"), args.has("adapter") ? args.path("adapter") : null, dtype,
+    return new ModelOptions(
+        args.path("model"),
+        args.has("adapter") ? args.path("adapter") : null,
+        dtype,
         args.intValue("threads", 0, 1));
   }
 

@@ -31,13 +31,22 @@ final class ScoreCommand implements Main.Command {
       long[] shape;
       java.nio.ByteBuffer bytes;
       try (PointerScope scope = new PointerScope();
-           Tensor logits = loaded.lm().forward(Torch.fromLongs(flat, batch.length, batch[0].length))) {
+          Tensor logits =
+              loaded.lm().forward(Torch.fromLongs(flat, batch.length, batch[0].length))) {
         shape = Torch.shape(logits);
         bytes = Torch.toBytes(logits);
       }
-      SafetensorsWriter.write(outFile, new TreeMap<>(Map.of("logits", new TensorData(DType.F32, shape, bytes))),
+      SafetensorsWriter.write(
+          outFile,
+          new TreeMap<>(Map.of("logits", new TensorData(DType.F32, shape, bytes))),
           Map.of("model", options.model().toString(), "dtype", options.dtype().label()));
-      out.println("wrote logits " + Arrays.toString(shape) + " (" + options.dtype().label() + ") to " + outFile);
+      out.println(
+          "wrote logits "
+              + Arrays.toString(shape)
+              + " ("
+              + options.dtype().label()
+              + ") to "
+              + outFile);
     }
     return 0;
   }

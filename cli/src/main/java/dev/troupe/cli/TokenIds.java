@@ -17,8 +17,14 @@ final class TokenIds {
     int len = seqs.get(0).length;
     for (int s = 1; s < seqs.size(); s++) {
       if (seqs.get(s).length != len) {
-        throw new UsageException(option + ": sequences must have equal length; sequence 1 has " + len
-            + " tokens, sequence " + (s + 1) + " has " + seqs.get(s).length);
+        throw new UsageException(
+            option
+                + ": sequences must have equal length; sequence 1 has "
+                + len
+                + " tokens, sequence "
+                + (s + 1)
+                + " has "
+                + seqs.get(s).length);
       }
     }
     return seqs.toArray(long[][]::new);
@@ -38,7 +44,8 @@ final class TokenIds {
         throw new UsageException(what + ": '" + item + "' is not a token id");
       }
       if (ids[i] < 0 || ids[i] >= vocab) {
-        throw new UsageException(what + ": token id " + ids[i] + " is outside the vocabulary [0, " + vocab + ")");
+        throw new UsageException(
+            what + ": token id " + ids[i] + " is outside the vocabulary [0, " + vocab + ")");
       }
     }
     return ids;

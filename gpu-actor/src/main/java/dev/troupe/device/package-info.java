@@ -1,5 +1,5 @@
 /**
- * The device actor (one per GPU or CPU slot), device discovery (CUDA through JavaCPP, else CPU)
- * and collectives. Nothing lives here yet; the distributed-runtime work fills it.
+ * The device actor (one per GPU or CPU slot), device discovery (CUDA through JavaCPP, else CPU) and
+ * collectives. Nothing lives here yet; the distributed-runtime work fills it.
  */
 package dev.troupe.device;

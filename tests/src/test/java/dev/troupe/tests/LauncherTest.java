@@ -22,18 +22,20 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * The JDK discovery of {@code bin/troupe}, {@code bin/test} and {@code .ci/run}
- * ({@code bin/lib/jdk.sh}, function {@code troupe_find_jdk}). Builds nothing: it sources the
- * script in a bash subprocess.
+ * The JDK discovery of {@code bin/troupe}, {@code bin/test} and {@code .ci/run} ({@code
+ * bin/lib/jdk.sh}, function {@code troupe_find_jdk}). Builds nothing: it sources the script in a
+ * bash subprocess.
  */
 class LauncherTest {
   /** Maven runs the tests with the module folder as working directory. */
   static final Path ROOT = Path.of("..").toAbsolutePath().normalize();
+
   static final Path JDK_SH = ROOT.resolve("bin/lib/jdk.sh");
   static final Path JDK17 = Path.of("/usr/lib/jvm/java-17-openjdk-amd64");
 
   /** Sources jdk.sh, runs troupe_find_jdk and prints TROUPE_JAVA_HOME. */
-  static final String FIND = "source \"$1\" && troupe_find_jdk && printf '%s\\n' \"$TROUPE_JAVA_HOME\"";
+  static final String FIND =
+      "source \"$1\" && troupe_find_jdk && printf '%s\\n' \"$TROUPE_JAVA_HOME\"";
 
   record Result(int exit, String out, String err) {}
 
@@ -42,9 +44,13 @@ class LauncherTest {
     assumeTrue(Files.isExecutable(JDK17.resolve("bin/java")), "no JDK 17 at " + JDK17);
     assumeTrue(majorVersion(JDK17) == 17, JDK17 + " is not a JDK 17");
 
-    Result r = findJdk(Map.of(
-        "JAVA_HOME", JDK17.toString(),
-        "PATH", JDK17.resolve("bin") + ":/usr/local/bin:/usr/bin:/bin"));
+    Result r =
+        findJdk(
+            Map.of(
+                "JAVA_HOME",
+                JDK17.toString(),
+                "PATH",
+                JDK17.resolve("bin") + ":/usr/local/bin:/usr/bin:/bin"));
 
     assertEquals(0, r.exit(), "troupe_find_jdk failed: " + r.err());
     Path home = Path.of(r.out().strip());
@@ -60,21 +66,26 @@ class LauncherTest {
     Path jvms = Files.createDirectories(tmp.resolve("jvm"));
     Path emptyBin = Files.createDirectories(tmp.resolve("bin"));
 
-    Result r = findJdk(Map.of(
-        "HOME", home.toString(),
-        "TROUPE_JDK_SEARCH_PATHS", jvms + "/*:" + tmp.resolve("opt") + "/jdk*",
-        "PATH", emptyBin.toString()));
+    Result r =
+        findJdk(
+            Map.of(
+                "HOME", home.toString(),
+                "TROUPE_JDK_SEARCH_PATHS", jvms + "/*:" + tmp.resolve("opt") + "/jdk*",
+                "PATH", emptyBin.toString()));
 
     assertEquals(1, r.exit(), "stdout: " + r.out() + "\nstderr: " + r.err());
     assertEquals("", r.out());
     String err = r.err().strip();
     assertFalse(err.contains("\n"), "more than one line: " + err);
-    assertTrue(err.startsWith("troupe: no JDK 21 or newer found (looked at JAVA_HOME, PATH, " + jvms), err);
+    assertTrue(
+        err.startsWith("troupe: no JDK 21 or newer found (looked at JAVA_HOME, PATH, " + jvms),
+        err);
     assertTrue(err.endsWith("); install one or set JAVA_HOME"), err);
   }
 
   @Test
-  void choosesTheNewestJdkInTheSearchPathsAndParsesEveryVersionStyle(@TempDir Path tmp) throws Exception {
+  void choosesTheNewestJdkInTheSearchPathsAndParsesEveryVersionStyle(@TempDir Path tmp)
+      throws Exception {
     Path jvms = tmp.resolve("jvm");
     fakeJdk(jvms.resolve("java-8"), "java version \"1.8.0_392\"", true);
     fakeJdk(jvms.resolve("jdk-17"), "openjdk version \"17.0.15\" 2025-04-15", true);
@@ -83,10 +94,11 @@ class LauncherTest {
     fakeJdk(jvms.resolve("jdk-25"), "openjdk version \"25.0.3\" 2026-04-21 LTS", true);
     fakeJdk(jvms.resolve("jre-26"), "openjdk version \"26\" 2026-03-17", false); // no javac
     Path emptyBin = Files.createDirectories(tmp.resolve("bin"));
-    Map<String, String> env = Map.of(
-        "HOME", tmp.toString(),
-        "TROUPE_JDK_SEARCH_PATHS", jvms + "/*",
-        "PATH", emptyBin.toString());
+    Map<String, String> env =
+        Map.of(
+            "HOME", tmp.toString(),
+            "TROUPE_JDK_SEARCH_PATHS", jvms + "/*",
+            "PATH", emptyBin.toString());
 
     Result r = findJdk(env);
     assertEquals(0, r.exit(), r.err());
@@ -101,7 +113,8 @@ class LauncherTest {
     for (String old : List.of("java-8", "jdk-17", "jre-26")) {
       r = findJdk(with(env, "JAVA_HOME", jvms.resolve(old).toString()));
       assertEquals(0, r.exit(), r.err());
-      assertEquals(jvms.resolve("jdk-25").toRealPath().toString(), r.out().strip(), "JAVA_HOME=" + old);
+      assertEquals(
+          jvms.resolve("jdk-25").toRealPath().toString(), r.out().strip(), "JAVA_HOME=" + old);
     }
   }
 
@@ -141,7 +154,8 @@ class LauncherTest {
 
   /** An absolute bash, so that the child's PATH can leave it out. */
   static String bash() {
-    for (String candidate : List.of("/bin/bash", "/usr/bin/bash", "/usr/local/bin/bash", "/opt/homebrew/bin/bash")) {
+    for (String candidate :
+        List.of("/bin/bash", "/usr/bin/bash", "/usr/local/bin/bash", "/opt/homebrew/bin/bash")) {
       if (Files.isExecutable(Path.of(candidate))) return candidate;
     }
     assumeTrue(false, "no bash");
@@ -165,10 +179,13 @@ class LauncherTest {
   /** A directory with bin/java (and bin/javac) scripts that print the given version line. */
   static void fakeJdk(Path home, String versionLine, boolean javac) throws IOException {
     Path bin = Files.createDirectories(home.resolve("bin"));
-    String script = "#!/bin/sh\n"
-        + "echo 'Picked up JAVA_TOOL_OPTIONS: -Dfake=1' >&2\n"
-        + "echo '" + versionLine.replace("'", "'\\''") + "' >&2\n"
-        + "echo 'Fake Runtime Environment' >&2\n";
+    String script =
+        "#!/bin/sh\n"
+            + "echo 'Picked up JAVA_TOOL_OPTIONS: -Dfake=1' >&2\n"
+            + "echo '"
+            + versionLine.replace("'", "'\\''")
+            + "' >&2\n"
+            + "echo 'Fake Runtime Environment' >&2\n";
     for (String tool : javac ? List.of("java", "javac") : List.of("java")) {
       Path f = bin.resolve(tool);
       Files.writeString(f, script);

@@ -12,7 +12,8 @@ record Logits(long[] shape, float[] values, Map<String, String> metadata) {
   static Logits read(Path file) throws Exception {
     try (SafetensorsFile f = SafetensorsFile.open(file)) {
       TensorInfo info = f.info("logits");
-      if (info.dtype() != DType.F32) throw new AssertionError(file + ": logits are " + info.dtype());
+      if (info.dtype() != DType.F32)
+        throw new AssertionError(file + ": logits are " + info.dtype());
       FloatBuffer fb = f.data("logits").asFloatBuffer();
       float[] v = new float[fb.remaining()];
       fb.get(v);
@@ -32,8 +33,11 @@ record Logits(long[] shape, float[] values, Map<String, String> metadata) {
 
   float maxAbsDiff(Logits other) {
     if (!java.util.Arrays.equals(shape, other.shape)) {
-      throw new AssertionError("shapes differ: " + java.util.Arrays.toString(shape) + " vs "
-          + java.util.Arrays.toString(other.shape));
+      throw new AssertionError(
+          "shapes differ: "
+              + java.util.Arrays.toString(shape)
+              + " vs "
+              + java.util.Arrays.toString(other.shape));
     }
     float m = 0;
     for (int i = 0; i < values.length; i++) m = Math.max(m, Math.abs(values[i] - other.values[i]));

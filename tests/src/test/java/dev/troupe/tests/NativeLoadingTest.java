@@ -26,15 +26,24 @@ class NativeLoadingTest {
     String classpath = System.getProperty("java.class.path");
     List<Process> processes = new ArrayList<>();
     for (int i = 0; i < JVMS; i++) {
-      processes.add(new ProcessBuilder(java, "--enable-native-access=ALL-UNNAMED",
-          "-Dorg.bytedeco.javacpp.cachedir=" + cache, "-cp", classpath, NativeProbe.class.getName())
-          .redirectErrorStream(true).redirectOutput(cache.resolveSibling(cache.getFileName() + "-out" + i + ".txt").toFile())
-          .start());
+      processes.add(
+          new ProcessBuilder(
+                  java,
+                  "--enable-native-access=ALL-UNNAMED",
+                  "-Dorg.bytedeco.javacpp.cachedir=" + cache,
+                  "-cp",
+                  classpath,
+                  NativeProbe.class.getName())
+              .redirectErrorStream(true)
+              .redirectOutput(
+                  cache.resolveSibling(cache.getFileName() + "-out" + i + ".txt").toFile())
+              .start());
     }
     for (int i = 0; i < JVMS; i++) {
       Process p = processes.get(i);
       assertTrue(p.waitFor(300, TimeUnit.SECONDS), "JVM " + i + " did not finish");
-      String out = Files.readString(cache.resolveSibling(cache.getFileName() + "-out" + i + ".txt"));
+      String out =
+          Files.readString(cache.resolveSibling(cache.getFileName() + "-out" + i + ".txt"));
       assertEquals(0, p.exitValue(), "JVM " + i + " failed:\n" + out);
       assertTrue(out.contains("sum=64.0"), "JVM " + i + " printed:\n" + out);
     }

@@ -10,7 +10,9 @@ public final class NativeProbe {
 
   public static void main(String[] args) {
     Torch.init();
-    try (Tensor x = torch.ones(4, 4); Tensor y = x.matmul(x); Tensor s = y.sum()) {
+    try (Tensor x = torch.ones(4, 4);
+        Tensor y = x.matmul(x);
+        Tensor s = y.sum()) {
       System.out.println("sum=" + s.item_float());
     }
   }

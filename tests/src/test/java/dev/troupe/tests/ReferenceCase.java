@@ -9,6 +9,7 @@ import dev.troupe.pipeline.safetensors.DType;
 import dev.troupe.pipeline.safetensors.TensorData;
 import java.io.IOException;
 import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
@@ -25,26 +26,53 @@ import org.bytedeco.pytorch.global.torch;
  * One tiny model that the numerics tests compare against the Hugging Face reference: an
  * architecture variant, how its weights are stored, and optionally a PEFT adapter.
  */
-record ReferenceCase(String name, ModelConfig config, DType storage, long maxShardBytes, boolean adapter) {
+record ReferenceCase(
+    String name, ModelConfig config, DType storage, long maxShardBytes, boolean adapter) {
   /** Two sequences of eight tokens; vocabularies are 300. */
   static final String IDS = "1,5,9,3,4,5,7,8;3,4,5,200,100,17,42,2";
 
   static List<ReferenceCase> all() {
     return List.of(
-        new ReferenceCase("llama-mha-untied", config("llama", 4, false, false, false, 0), DType.F32, 0, false),
-        new ReferenceCase("llama-gqa-tied", config("llama", 2, true, false, false, 0), DType.F32, 0, false),
-        new ReferenceCase("llama-biases", config("llama", 2, false, true, true, 0), DType.F32, 0, false),
-        new ReferenceCase("qwen2-qkv-bias", config("qwen2", 2, false, true, false, 0), DType.F32, 0, false),
-        new ReferenceCase("mistral-window", config("mistral", 2, false, false, false, 3), DType.F32, 0, false),
-        new ReferenceCase("llama-bf16-weights", config("llama", 2, false, false, false, 0), DType.BF16, 0, false),
-        new ReferenceCase("llama-sharded", config("llama", 2, false, false, false, 0), DType.F32, 40_000, false),
-        new ReferenceCase("llama-peft-qv", config("llama", 2, false, false, false, 0), DType.F32, 0, true));
+        new ReferenceCase(
+            "llama-mha-untied", config("llama", 4, false, false, false, 0), DType.F32, 0, false),
+        new ReferenceCase(
+            "llama-gqa-tied", config("llama", 2, true, false, false, 0), DType.F32, 0, false),
+        new ReferenceCase(
+            "llama-biases", config("llama", 2, false, true, true, 0), DType.F32, 0, false),
+        new ReferenceCase(
+            "qwen2-qkv-bias", config("qwen2", 2, false, true, false, 0), DType.F32, 0, false),
+        new ReferenceCase(
+            "mistral-window", config("mistral", 2, false, false, false, 3), DType.F32, 0, false),
+        new ReferenceCase(
+            "llama-bf16-weights", config("llama", 2, false, false, false, 0), DType.BF16, 0, false),
+        new ReferenceCase(
+            "llama-sharded", config("llama", 2, false, false, false, 0), DType.F32, 40_000, false),
+        new ReferenceCase(
+            "llama-peft-qv", config("llama", 2, false, false, false, 0), DType.F32, 0, true));
   }
 
-  static ModelConfig config(String type, int kvHeads, boolean tied, boolean attnBias, boolean mlpBias, int window) {
+  static ModelConfig config(
+      String type, int kvHeads, boolean tied, boolean attnBias, boolean mlpBias, int window) {
     boolean qwen = type.equals("qwen2");
-    return new ModelConfig(type, 300, 64, 96, 2, 4, kvHeads, 16, 1e-6, 10000.0, tied, qwen || attnBias,
-        !qwen && attnBias, mlpBias, window, 128, List.of(2L), 1);
+    return new ModelConfig(
+        type,
+        300,
+        64,
+        96,
+        2,
+        4,
+        kvHeads,
+        16,
+        1e-6,
+        10000.0,
+        tied,
+        qwen || attnBias,
+        !qwen && attnBias,
+        mlpBias,
+        window,
+        128,
+        List.of(2L),
+        1);
   }
 
   Path modelDir(Path root) {
@@ -55,10 +83,17 @@ record ReferenceCase(String name, ModelConfig config, DType storage, long maxSha
     return root.resolve(name).resolve("adapter");
   }
 
-  /** Writes the model (and adapter) under {@code root}; the same seed always gives the same bytes. */
+  /**
+   * Writes the model (and adapter) under {@code root}; the same seed always gives the same bytes.
+   */
   void write(Path root) throws IOException {
     // std 0.1 rather than 0.02: logits of order one, so a relative tolerance means something
-    new RandomInit(config).seed(1234).std(0.1).storage(storage).maxShardBytes(maxShardBytes).write(modelDir(root));
+    new RandomInit(config)
+        .seed(1234)
+        .std(0.1)
+        .storage(storage)
+        .maxShardBytes(maxShardBytes)
+        .write(modelDir(root));
     if (adapter) writeAdapter(adapterDir(root));
   }
 
@@ -78,25 +113,36 @@ record ReferenceCase(String name, ModelConfig config, DType storage, long maxSha
         t.put(PeftAdapter.key(layer, target, 'B'), random(new long[] {out, r}));
       }
     }
-    PeftAdapter.write(dir, r, 8.0, 0.0, EnumSet.of(LoraTarget.Q_PROJ, LoraTarget.V_PROJ), t, "tiny");
+    PeftAdapter.write(
+        dir, r, 8.0, 0.0, EnumSet.of(LoraTarget.Q_PROJ, LoraTarget.V_PROJ), t, "tiny");
   }
 
   private static TensorData random(long[] shape) {
-    try (Tensor x = torch.randn(shape); Tensor s = x.mul(Torch.scalar(0.1))) {
+    try (Tensor x = torch.randn(shape);
+        Tensor s = x.mul(Torch.scalar(0.1))) {
       return new TensorData(DType.F32, shape, Torch.toBytes(s));
     }
   }
 
-  /** SHA-256 over every file of the model and adapter folders: which inputs a reference belongs to. */
+  /**
+   * SHA-256 over what determines the logits: the weight files' bytes, the adapter's files and
+   * the architecture as parsed from config.json (not its formatting). Tokenizer and generation
+   * config do not enter.
+   */
   String fingerprint(Path root) throws Exception {
     MessageDigest md = MessageDigest.getInstance("SHA-256");
     for (Path dir : adapter ? List.of(modelDir(root), adapterDir(root)) : List.of(modelDir(root))) {
       try (Stream<Path> files = Files.list(dir)) {
         for (Path f : files.sorted().toList()) {
-          if (f.getFileName().toString().equals("tokenizer.json")) continue; // not an input of the logits
-          md.update(f.getFileName().toString().getBytes(java.nio.charset.StandardCharsets.UTF_8));
-          try (InputStream in = Files.newInputStream(f)) {
-            md.update(in.readAllBytes());
+          String name = f.getFileName().toString();
+          if (name.equals("tokenizer.json") || name.equals("generation_config.json")) continue;
+          md.update(name.getBytes(StandardCharsets.UTF_8));
+          if (name.equals("config.json")) {
+            md.update(ModelConfig.read(f).toString().getBytes(StandardCharsets.UTF_8));
+          } else {
+            try (InputStream in = Files.newInputStream(f)) {
+              md.update(in.readAllBytes());
+            }
           }
         }
       }

@@ -27,9 +27,9 @@ import org.junit.jupiter.api.io.TempDir;
  * LLaMA forward, within 1e-4 absolute and 1e-4 relative to the largest logit.
  *
  * <p>Where python3-torch is installed (CI installs it) the reference runs live. Its results are
- * also committed under {@code src/test/resources/reference/}, tagged with a hash of the model
- * files they belong to, so that a machine with only a JDK and Maven still checks the numerics;
- * {@code TROUPE_WRITE_REFERENCES=1} rewrites them from a live run.
+ * also committed under {@code src/test/resources/reference/}, tagged with a hash of the model files
+ * they belong to, so that a machine with only a JDK and Maven still checks the numerics; {@code
+ * TROUPE_WRITE_REFERENCES=1} rewrites them from a live run.
  */
 class ReferenceLogitsTest {
   static final float TOLERANCE = 1e-4f;
@@ -52,40 +52,76 @@ class ReferenceLogitsTest {
     List<String> compared = new ArrayList<>();
     Path committed = COMMITTED.resolve(c.name() + ".safetensors");
     if (PythonReference.available()) {
-      Path live = PythonReference.score(c.modelDir(root), c.adapter() ? c.adapterDir(root) : null,
-          ReferenceCase.IDS, "fp32", root.resolve(c.name()).resolve("reference.safetensors"));
+      Path live =
+          PythonReference.score(
+              c.modelDir(root),
+              c.adapter() ? c.adapterDir(root) : null,
+              ReferenceCase.IDS,
+              "fp32",
+              root.resolve(c.name()).resolve("reference.safetensors"));
       Logits ref = Logits.read(live);
       assertWithin(c.name() + " (live reference)", ref, got);
       compared.add("live");
-      if ("1".equals(System.getenv("TROUPE_WRITE_REFERENCES"))) writeCommitted(committed, ref, fingerprint);
+      if ("1".equals(System.getenv("TROUPE_WRITE_REFERENCES")))
+        writeCommitted(committed, ref, fingerprint);
     }
     if (Files.exists(committed)) {
       Logits ref = Logits.read(committed);
-      assertEquals(ref.metadata().get("fingerprint"), fingerprint, c.name()
-          + ": the committed reference was computed for other model bytes; regenerate it with python3-torch "
-          + "installed and TROUPE_WRITE_REFERENCES=1");
+      assertEquals(
+          ref.metadata().get("fingerprint"),
+          fingerprint,
+          c.name()
+              + ": the committed reference was computed for other model bytes; regenerate it with"
+              + " python3-torch installed and TROUPE_WRITE_REFERENCES=1");
       assertWithin(c.name() + " (committed reference)", ref, got);
       compared.add("committed");
     }
-    assertTrue(!compared.isEmpty(), c.name() + ": no reference to compare with: install python3-torch "
-        + "(apt-get install python3-torch) or restore " + committed);
+    assertTrue(
+        !compared.isEmpty(),
+        c.name()
+            + ": no reference to compare with: install python3-torch "
+            + "(apt-get install python3-torch) or restore "
+            + committed);
   }
 
   static void score(ReferenceCase c, Path out, String dtype) {
-    List<String> args = new ArrayList<>(List.of("score", "--model", c.modelDir(root).toString(),
-        "--ids", ReferenceCase.IDS, "--out", out.toString(), "--dtype", dtype));
+    List<String> args =
+        new ArrayList<>(
+            List.of(
+                "score",
+                "--model",
+                c.modelDir(root).toString(),
+                "--ids",
+                ReferenceCase.IDS,
+                "--out",
+                out.toString(),
+                "--dtype",
+                dtype));
     if (c.adapter()) args.addAll(List.of("--adapter", c.adapterDir(root).toString()));
     ByteArrayOutputStream err = new ByteArrayOutputStream();
-    int status = Main.run(args.toArray(String[]::new), new PrintStream(new ByteArrayOutputStream()), new PrintStream(err));
+    int status =
+        Main.run(
+            args.toArray(String[]::new),
+            new PrintStream(new ByteArrayOutputStream()),
+            new PrintStream(err));
     assertEquals(0, status, "troupe score failed: " + err);
   }
 
   static void assertWithin(String what, Logits ref, Logits got) {
     float diff = ref.maxAbsDiff(got);
     float rel = diff / ref.maxAbs();
-    System.out.printf("%s: max |difference| %.3g, relative to the largest logit (%.3g) %.3g%n", what, diff, ref.maxAbs(), rel);
-    assertTrue(diff <= TOLERANCE && rel <= TOLERANCE, what + ": max |difference| " + diff
-        + " (relative to the largest logit " + rel + ") exceeds " + TOLERANCE);
+    System.out.printf(
+        "%s: max |difference| %.3g, relative to the largest logit (%.3g) %.3g%n",
+        what, diff, ref.maxAbs(), rel);
+    assertTrue(
+        diff <= TOLERANCE && rel <= TOLERANCE,
+        what
+            + ": max |difference| "
+            + diff
+            + " (relative to the largest logit "
+            + rel
+            + ") exceeds "
+            + TOLERANCE);
   }
 
   static void writeCommitted(Path file, Logits ref, String fingerprint) throws Exception {
@@ -93,7 +129,13 @@ class ReferenceLogitsTest {
     ByteBuffer b = ByteBuffer.allocate(ref.values().length * 4).order(ByteOrder.LITTLE_ENDIAN);
     for (float v : ref.values()) b.putFloat(v);
     b.flip();
-    SafetensorsWriter.write(file, new TreeMap<>(Map.of("logits", new TensorData(DType.F32, ref.shape(), b))),
-        Map.of("fingerprint", fingerprint, "source", "src/test/python/hf_llama_reference.py, python3-torch"));
+    SafetensorsWriter.write(
+        file,
+        new TreeMap<>(Map.of("logits", new TensorData(DType.F32, ref.shape(), b))),
+        Map.of(
+            "fingerprint",
+            fingerprint,
+            "source",
+            "src/test/python/hf_llama_reference.py, python3-torch"));
   }
 }

@@ -31,7 +31,9 @@ public enum ComputeDtype {
       case "fp32", "float32", "f32" -> FP32;
       case "bf16", "bfloat16" -> BF16;
       case "fp16", "float16", "half", "f16" -> FP16;
-      default -> throw new IllegalArgumentException("unknown dtype '" + text + "' (expected fp32, bf16 or fp16)");
+      default ->
+          throw new IllegalArgumentException(
+              "unknown dtype '" + text + "' (expected fp32, bf16 or fp16)");
     };
   }
 }

@@ -77,10 +77,16 @@ public final class Torch {
     long numel = 1;
     for (long d : shape) numel *= d;
     if (bytes.remaining() != numel * dtype.byteSize()) {
-      throw new IllegalArgumentException("byte length " + bytes.remaining() + " does not match "
-          + dtype + " shape " + java.util.Arrays.toString(shape));
+      throw new IllegalArgumentException(
+          "byte length "
+              + bytes.remaining()
+              + " does not match "
+              + dtype
+              + " shape "
+              + java.util.Arrays.toString(shape));
     }
-    Tensor out = torch.empty(shape, new TensorOptions(scalarType(dtype)), new MemoryFormatOptional());
+    Tensor out =
+        torch.empty(shape, new TensorOptions(scalarType(dtype)), new MemoryFormatOptional());
     if (numel == 0) return out;
     ByteBuffer src = bytes.duplicate();
     if (!src.isDirect()) {
@@ -98,7 +104,8 @@ public final class Torch {
 
   /** A float32 tensor with these values. */
   public static Tensor fromFloats(float[] values, long... shape) {
-    Tensor out = torch.empty(shape, new TensorOptions(ScalarType.Float), new MemoryFormatOptional());
+    Tensor out =
+        torch.empty(shape, new TensorOptions(ScalarType.Float), new MemoryFormatOptional());
     if (values.length > 0) out.data_ptr_float().put(values);
     return out;
   }
@@ -121,7 +128,8 @@ public final class Torch {
   public static float[] toFloats(Tensor t) {
     try (Tensor f = t.to(ScalarType.Float).contiguous()) {
       long n = f.numel();
-      if (n > Integer.MAX_VALUE) throw new IllegalArgumentException("tensor too large for a Java array: " + n);
+      if (n > Integer.MAX_VALUE)
+        throw new IllegalArgumentException("tensor too large for a Java array: " + n);
       float[] out = new float[(int) n];
       if (n > 0) {
         FloatPointer p = f.data_ptr_float();

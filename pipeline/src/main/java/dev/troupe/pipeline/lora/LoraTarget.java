@@ -31,8 +31,8 @@ public enum LoraTarget {
   }
 
   /**
-   * True where a tensor shard splits the layer's outputs (q/k/v/gate/up), false where it splits
-   * its inputs (o/down).
+   * True where a tensor shard splits the layer's outputs (q/k/v/gate/up), false where it splits its
+   * inputs (o/down).
    */
   public boolean columnParallel() {
     return columnParallel;

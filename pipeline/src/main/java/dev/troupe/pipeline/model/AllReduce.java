@@ -9,7 +9,7 @@ import org.bytedeco.pytorch.Tensor;
 @FunctionalInterface
 public interface AllReduce {
   /** Without tensor parallelism the partial sum is already the whole. */
-  AllReduce NONE = partial -> { };
+  AllReduce NONE = partial -> {};
 
   void sumInPlace(Tensor partial);
 }

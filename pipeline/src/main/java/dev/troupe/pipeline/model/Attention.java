@@ -21,7 +21,8 @@ final class Attention implements AutoCloseable {
   private final int kvHeads;
   private final int headDim;
 
-  Attention(Linear q, Linear k, Linear v, Linear o, Tensor oBias, int heads, int kvHeads, int headDim) {
+  Attention(
+      Linear q, Linear k, Linear v, Linear o, Tensor oBias, int heads, int kvHeads, int headDim) {
     this.q = q;
     this.k = k;
     this.v = v;
@@ -43,9 +44,16 @@ final class Attention implements AutoCloseable {
     Tensor kh = rope.apply(k.forward(x).view(b, t, kvHeads, headDim).transpose(1, 2));
     Tensor vh = v.forward(x).view(b, t, kvHeads, headDim).transpose(1, 2);
     // The engine's fused attention: causal unless a window mask is given; GQA without copying k/v.
-    Tensor attn = torch.scaled_dot_product_attention(qh, kh, vh,
-        mask == null ? new TensorOptional() : new TensorOptional(mask), 0.0, mask == null,
-        new DoubleOptional(), heads != kvHeads);
+    Tensor attn =
+        torch.scaled_dot_product_attention(
+            qh,
+            kh,
+            vh,
+            mask == null ? new TensorOptional() : new TensorOptional(mask),
+            0.0,
+            mask == null,
+            new DoubleOptional(),
+            heads != kvHeads);
     Tensor out = o.forward(attn.transpose(1, 2).reshape(b, t, (long) heads * headDim));
     reduce.sumInPlace(out); // tensor-parallel seam: partial o_proj sums -> full output
     if (oBias != null) out.add_(oBias);

@@ -11,11 +11,11 @@ import org.bytedeco.pytorch.global.torch;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
 /**
- * A LLaMA-family causal language model, or one pipeline stage and tensor shard of it, on
- * libtorch. The stage seams are {@link #embed}, {@link #forwardLayers} and {@link #logits}: the
- * first stage embeds token ids, every stage runs its decoder layers on hidden states, the last
- * applies the final norm and the output head. The tensor-parallel seam is the {@link AllReduce}
- * passed to {@link #forwardLayers}.
+ * A LLaMA-family causal language model, or one pipeline stage and tensor shard of it, on libtorch.
+ * The stage seams are {@link #embed}, {@link #forwardLayers} and {@link #logits}: the first stage
+ * embeds token ids, every stage runs its decoder layers on hidden states, the last applies the
+ * final norm and the output head. The tensor-parallel seam is the {@link AllReduce} passed to
+ * {@link #forwardLayers}.
  */
 public final class CausalLm implements AutoCloseable {
   private final ModelConfig config;
@@ -27,8 +27,15 @@ public final class CausalLm implements AutoCloseable {
   private final RmsNorm finalNorm;
   private final Tensor head;
 
-  CausalLm(ModelConfig config, ComputeDtype dtype, StageSpec stage, ShardSpec shard, Tensor embedding,
-      List<DecoderLayer> layers, RmsNorm finalNorm, Tensor head) {
+  CausalLm(
+      ModelConfig config,
+      ComputeDtype dtype,
+      StageSpec stage,
+      ShardSpec shard,
+      Tensor embedding,
+      List<DecoderLayer> layers,
+      RmsNorm finalNorm,
+      Tensor head) {
     this.config = config;
     this.dtype = dtype;
     this.stage = stage;
@@ -40,13 +47,26 @@ public final class CausalLm implements AutoCloseable {
   }
 
   /** Loads the whole model, optionally with a PEFT adapter applied. */
-  public static CausalLm load(HfModel model, ComputeDtype dtype, PeftAdapter adapter) throws ModelFormatException {
-    return load(model.config(), model.weights(), dtype, StageSpec.full(model.config()), ShardSpec.NONE, adapter);
+  public static CausalLm load(HfModel model, ComputeDtype dtype, PeftAdapter adapter)
+      throws ModelFormatException {
+    return load(
+        model.config(),
+        model.weights(),
+        dtype,
+        StageSpec.full(model.config()),
+        ShardSpec.NONE,
+        adapter);
   }
 
   /** Loads one stage and shard of the model; only its weights are read. */
-  public static CausalLm load(ModelConfig config, TensorSource weights, ComputeDtype dtype, StageSpec stage,
-      ShardSpec shard, PeftAdapter adapter) throws ModelFormatException {
+  public static CausalLm load(
+      ModelConfig config,
+      TensorSource weights,
+      ComputeDtype dtype,
+      StageSpec stage,
+      ShardSpec shard,
+      PeftAdapter adapter)
+      throws ModelFormatException {
     return new ModelLoader(config, weights, dtype, shard, adapter).load(stage);
   }
 
@@ -72,7 +92,9 @@ public final class CausalLm implements AutoCloseable {
     return torch.embedding(embedding, ids);
   }
 
-  /** Runs this stage's decoder layers on hidden states [batch, seq, hidden] at positions 0..seq-1. */
+  /**
+   * Runs this stage's decoder layers on hidden states [batch, seq, hidden] at positions 0..seq-1.
+   */
   public Tensor forwardLayers(Tensor hidden, AllReduce reduce) {
     long seq = hidden.size(1);
     Rotary rope = Rotary.of(config, seq, dtype.scalarType());
@@ -82,7 +104,10 @@ public final class CausalLm implements AutoCloseable {
     return h;
   }
 
-  /** Final norm and output head: hidden states to float32 logits [batch, seq, vocab]; last stage only. */
+  /**
+   * Final norm and output head: hidden states to float32 logits [batch, seq, vocab]; last stage
+   * only.
+   */
   public Tensor logits(Tensor hidden) {
     if (head == null) throw new IllegalStateException("this stage holds no output head");
     Tensor out = torch.linear(finalNorm.forward(hidden), head);
@@ -95,14 +120,18 @@ public final class CausalLm implements AutoCloseable {
    */
   public Tensor forward(Tensor ids) {
     if (!stage.hasEmbedding() || !stage.hasHead() || shard.isSharded()) {
-      throw new IllegalStateException("forward(ids) needs the whole model; use embed/forwardLayers/logits per stage");
+      throw new IllegalStateException(
+          "forward(ids) needs the whole model; use embed/forwardLayers/logits per stage");
     }
     try (PointerScope scope = new PointerScope()) {
       return Torch.keep(logits(forwardLayers(embed(ids), AllReduce.NONE)));
     }
   }
 
-  /** Mistral's sliding window as a boolean mask (true = may attend), or null where plain causal suffices. */
+  /**
+   * Mistral's sliding window as a boolean mask (true = may attend), or null where plain causal
+   * suffices.
+   */
   private Tensor slidingWindowMask(long seq) {
     int w = config.slidingWindow();
     if (w <= 0 || seq <= w) return null;

@@ -11,9 +11,9 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * A Hugging Face model folder as it is on disk: {@code config.json}, {@code model.safetensors}
- * or a sharded {@code model.safetensors.index.json}, optionally {@code generation_config.json}
- * and {@code tokenizer.json}. Weights stay memory-mapped until a stage reads its part.
+ * A Hugging Face model folder as it is on disk: {@code config.json}, {@code model.safetensors} or a
+ * sharded {@code model.safetensors.index.json}, optionally {@code generation_config.json} and
+ * {@code tokenizer.json}. Weights stay memory-mapped until a stage reads its part.
  */
 public final class HfModel implements AutoCloseable {
   private final Path dir;
@@ -32,7 +32,8 @@ public final class HfModel implements AutoCloseable {
   public static HfModel open(Path dir) throws IOException {
     if (!Files.isDirectory(dir)) throw new ModelFormatException(dir, "model folder does not exist");
     Path cfg = dir.resolve("config.json");
-    if (!Files.isRegularFile(cfg)) throw new ModelFormatException(dir, "no config.json (not a Hugging Face model folder)");
+    if (!Files.isRegularFile(cfg))
+      throw new ModelFormatException(dir, "no config.json (not a Hugging Face model folder)");
     ModelConfig config = ModelConfig.read(cfg);
     List<Long> eos = generationEos(dir.resolve("generation_config.json"));
     TensorSource weights = Safetensors.openFolder(dir, "model");
@@ -55,11 +56,13 @@ public final class HfModel implements AutoCloseable {
       out.add(n.asLong());
     } else if (n.isArray()) {
       for (JsonNode e : n) {
-        if (!e.isIntegralNumber()) throw new ModelFormatException(file, "eos_token_id must hold integers, got " + n);
+        if (!e.isIntegralNumber())
+          throw new ModelFormatException(file, "eos_token_id must hold integers, got " + n);
         out.add(e.asLong());
       }
     } else {
-      throw new ModelFormatException(file, "eos_token_id must be an integer or a list of integers, got " + n);
+      throw new ModelFormatException(
+          file, "eos_token_id must be an integer or a list of integers, got " + n);
     }
     return out;
   }

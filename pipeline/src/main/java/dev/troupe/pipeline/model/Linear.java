@@ -7,8 +7,8 @@ import org.bytedeco.pytorch.global.torch;
 
 /**
  * A frozen linear layer {@code y = x W^T (+ b)}, optionally with a LoRA pair added. Under tensor
- * parallelism it holds only its shard of W; a row-parallel layer holds no bias, because the
- * bias must be added once, after the all-reduce (see {@link Attention}, {@link Mlp}).
+ * parallelism it holds only its shard of W; a row-parallel layer holds no bias, because the bias
+ * must be added once, after the all-reduce (see {@link Attention}, {@link Mlp}).
  */
 final class Linear implements AutoCloseable {
   private final Tensor weight;
@@ -34,7 +34,8 @@ final class Linear implements AutoCloseable {
   }
 
   Tensor forward(Tensor x) {
-    Tensor y = bias == null ? torch.linear(x, weight) : torch.linear(x, weight, new TensorOptional(bias));
+    Tensor y =
+        bias == null ? torch.linear(x, weight) : torch.linear(x, weight, new TensorOptional(bias));
     if (lora != null) {
       // scaling * B (A x); dropout on the adapter input is a training concern, identity here.
       Tensor down = torch.linear(x, lora.a());

@@ -4,7 +4,6 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
@@ -45,8 +44,11 @@ public record ModelConfig(
   public ModelConfig {
     eosTokenIds = List.copyOf(eosTokenIds);
     if (numHeads % numKvHeads != 0) {
-      throw new IllegalArgumentException("num_attention_heads " + numHeads
-          + " is not a multiple of num_key_value_heads " + numKvHeads);
+      throw new IllegalArgumentException(
+          "num_attention_heads "
+              + numHeads
+              + " is not a multiple of num_key_value_heads "
+              + numKvHeads);
     }
   }
 
@@ -69,33 +71,49 @@ public record ModelConfig(
     if (type == null) throw new ModelFormatException(file, "missing model_type");
     type = type.toLowerCase(Locale.ROOT);
     if (!SUPPORTED.contains(type)) {
-      throw new ModelFormatException(file, "unsupported architecture model_type=\"" + type
-          + "\" (supported: " + String.join(", ", SUPPORTED) + ")");
+      throw new ModelFormatException(
+          file,
+          "unsupported architecture model_type=\""
+              + type
+              + "\" (supported: "
+              + String.join(", ", SUPPORTED)
+              + ")");
     }
     String act = f.text("hidden_act", "silu");
-    if (!act.equals("silu")) throw new ModelFormatException(file, "unsupported hidden_act \"" + act + "\" (only silu)");
+    if (!act.equals("silu"))
+      throw new ModelFormatException(file, "unsupported hidden_act \"" + act + "\" (only silu)");
     JsonNode scaling = root.get("rope_scaling");
     if (scaling != null && !scaling.isNull()) {
       String kind = scaling.path("rope_type").asText(scaling.path("type").asText("?"));
       if (!kind.equals("default")) {
-        throw new ModelFormatException(file, "unsupported rope_scaling type \"" + kind + "\" (only the default rotary embedding)");
+        throw new ModelFormatException(
+            file,
+            "unsupported rope_scaling type \"" + kind + "\" (only the default rotary embedding)");
       }
     }
     int hidden = f.positive("hidden_size");
     int heads = f.positive("num_attention_heads");
-    int kvHeads = root.has("num_key_value_heads") && !root.get("num_key_value_heads").isNull()
-        ? f.positive("num_key_value_heads") : heads;
+    int kvHeads =
+        root.has("num_key_value_heads") && !root.get("num_key_value_heads").isNull()
+            ? f.positive("num_key_value_heads")
+            : heads;
     if (heads % kvHeads != 0) {
-      throw new ModelFormatException(file, "num_attention_heads " + heads + " is not a multiple of num_key_value_heads " + kvHeads);
+      throw new ModelFormatException(
+          file,
+          "num_attention_heads " + heads + " is not a multiple of num_key_value_heads " + kvHeads);
     }
     int headDim;
     if (root.hasNonNull("head_dim")) {
       headDim = f.positive("head_dim");
     } else {
-      if (hidden % heads != 0) throw new ModelFormatException(file, "hidden_size " + hidden + " is not divisible by num_attention_heads " + heads);
+      if (hidden % heads != 0)
+        throw new ModelFormatException(
+            file, "hidden_size " + hidden + " is not divisible by num_attention_heads " + heads);
       headDim = hidden / heads;
     }
-    if (headDim % 2 != 0) throw new ModelFormatException(file, "head_dim " + headDim + " must be even for rotary embeddings");
+    if (headDim % 2 != 0)
+      throw new ModelFormatException(
+          file, "head_dim " + headDim + " must be even for rotary embeddings");
     boolean qwen = type.equals("qwen2");
     boolean attnBias = f.bool("attention_bias", false);
     if (qwen && f.bool("use_sliding_window", false)) {
@@ -104,28 +122,44 @@ public record ModelConfig(
     }
     int window = 0;
     if (type.equals("mistral")) {
-      // transformers' MistralConfig defaults to a 4096 window when the key is absent; null means none.
-      window = !root.has("sliding_window") ? 4096 : root.get("sliding_window").isNull() ? 0 : f.positive("sliding_window");
+      // transformers' MistralConfig defaults to a 4096 window when the key is absent; null means
+      // none.
+      window =
+          !root.has("sliding_window")
+              ? 4096
+              : root.get("sliding_window").isNull() ? 0 : f.positive("sliding_window");
     }
-    return new ModelConfig(type,
-        f.positive("vocab_size"), hidden, f.positive("intermediate_size"),
-        f.positive("num_hidden_layers"), heads, kvHeads, headDim,
-        f.number("rms_norm_eps", 1e-6), f.number("rope_theta", 10000.0),
+    return new ModelConfig(
+        type,
+        f.positive("vocab_size"),
+        hidden,
+        f.positive("intermediate_size"),
+        f.positive("num_hidden_layers"),
+        heads,
+        kvHeads,
+        headDim,
+        f.number("rms_norm_eps", 1e-6),
+        f.number("rope_theta", 10000.0),
         f.bool("tie_word_embeddings", false),
-        qwen || attnBias, !qwen && attnBias, f.bool("mlp_bias", false),
-        window, root.hasNonNull("max_position_embeddings") ? f.positive("max_position_embeddings") : 2048,
-        f.ids("eos_token_id"), root.hasNonNull("bos_token_id") ? root.get("bos_token_id").asLong() : -1);
+        qwen || attnBias,
+        !qwen && attnBias,
+        f.bool("mlp_bias", false),
+        window,
+        root.hasNonNull("max_position_embeddings") ? f.positive("max_position_embeddings") : 2048,
+        f.ids("eos_token_id"),
+        root.hasNonNull("bos_token_id") ? root.get("bos_token_id").asLong() : -1);
   }
 
   /** This configuration as a Hugging Face {@code config.json} object. */
   public ObjectNode toJson() {
     ObjectMapper m = new ObjectMapper();
     ObjectNode o = m.createObjectNode();
-    String arch = switch (modelType) {
-      case "mistral" -> "MistralForCausalLM";
-      case "qwen2" -> "Qwen2ForCausalLM";
-      default -> "LlamaForCausalLM";
-    };
+    String arch =
+        switch (modelType) {
+          case "mistral" -> "MistralForCausalLM";
+          case "qwen2" -> "Qwen2ForCausalLM";
+          default -> "LlamaForCausalLM";
+        };
     o.putArray("architectures").add(arch);
     o.put("model_type", modelType);
     o.put("vocab_size", vocabSize);
@@ -143,7 +177,8 @@ public record ModelConfig(
     if (!modelType.equals("qwen2")) o.put("attention_bias", qkvBias);
     if (modelType.equals("llama")) o.put("mlp_bias", mlpBias);
     if (modelType.equals("mistral")) {
-      if (slidingWindow > 0) o.put("sliding_window", slidingWindow); else o.putNull("sliding_window");
+      if (slidingWindow > 0) o.put("sliding_window", slidingWindow);
+      else o.putNull("sliding_window");
     }
     if (modelType.equals("qwen2")) o.put("use_sliding_window", false);
     if (bosTokenId >= 0) o.put("bos_token_id", bosTokenId);
@@ -174,7 +209,8 @@ public record ModelConfig(
     boolean bool(String key, boolean dflt) throws ModelFormatException {
       JsonNode n = root.get(key);
       if (n == null || n.isNull()) return dflt;
-      if (!n.isBoolean()) throw new ModelFormatException(file, key + " must be true or false, got " + n);
+      if (!n.isBoolean())
+        throw new ModelFormatException(file, key + " must be true or false, got " + n);
       return n.asBoolean();
     }
 
@@ -192,12 +228,14 @@ public record ModelConfig(
       if (n.isArray()) {
         java.util.ArrayList<Long> out = new java.util.ArrayList<>();
         for (JsonNode e : n) {
-          if (!e.isIntegralNumber()) throw new ModelFormatException(file, key + " must hold integers, got " + n);
+          if (!e.isIntegralNumber())
+            throw new ModelFormatException(file, key + " must hold integers, got " + n);
           out.add(e.asLong());
         }
         return out;
       }
-      throw new ModelFormatException(file, key + " must be an integer or a list of integers, got " + n);
+      throw new ModelFormatException(
+          file, key + " must be an integer or a list of integers, got " + n);
     }
   }
 }

@@ -19,7 +19,8 @@ final class ModelLoader {
   private final ShardSpec shard;
   private final PeftAdapter adapter;
 
-  ModelLoader(ModelConfig c, TensorSource weights, ComputeDtype dtype, ShardSpec shard, PeftAdapter adapter)
+  ModelLoader(
+      ModelConfig c, TensorSource weights, ComputeDtype dtype, ShardSpec shard, PeftAdapter adapter)
       throws ModelFormatException {
     shard.validate(c);
     if (adapter != null) adapter.validate(c);
@@ -33,13 +34,15 @@ final class ModelLoader {
 
   CausalLm load(StageSpec stage) throws ModelFormatException {
     if (stage.endLayer() > c.numLayers()) {
-      throw new IllegalArgumentException("stage " + stage + " beyond the model's " + c.numLayers() + " layers");
+      throw new IllegalArgumentException(
+          "stage " + stage + " beyond the model's " + c.numLayers() + " layers");
     }
     List<AutoCloseable> made = new ArrayList<>();
     try {
       Tensor embedding = null;
       if (stage.hasEmbedding()) {
-        embedding = keep(reader.read("model.embed_tokens.weight", c.vocabSize(), c.hiddenSize()), made);
+        embedding =
+            keep(reader.read("model.embed_tokens.weight", c.vocabSize(), c.hiddenSize()), made);
       }
       List<DecoderLayer> layers = new ArrayList<>();
       for (int i = stage.firstLayer(); i < stage.endLayer(); i++) {
@@ -50,13 +53,16 @@ final class ModelLoader {
       RmsNorm norm = null;
       Tensor head = null;
       if (stage.hasHead()) {
-        norm = new RmsNorm(keep(reader.read("model.norm.weight", c.hiddenSize()), made), c.rmsNormEps());
+        norm =
+            new RmsNorm(
+                keep(reader.read("model.norm.weight", c.hiddenSize()), made), c.rmsNormEps());
         if (!c.tieWordEmbeddings()) {
           head = keep(reader.read("lm_head.weight", c.vocabSize(), c.hiddenSize()), made);
         } else if (embedding != null) {
           head = embedding;
         } else {
-          head = keep(reader.read("model.embed_tokens.weight", c.vocabSize(), c.hiddenSize()), made);
+          head =
+              keep(reader.read("model.embed_tokens.weight", c.vocabSize(), c.hiddenSize()), made);
         }
       }
       return new CausalLm(c, dtype, stage, shard, embedding, layers, norm, head);
@@ -83,7 +89,16 @@ final class ModelLoader {
     Linear v = column(p + "self_attn.v_proj", kvOut, h, c.qkvBias(), i, LoraTarget.V_PROJ);
     Linear o = row(p + "self_attn.o_proj", h, qOut, i, LoraTarget.O_PROJ);
     Tensor oBias = c.oBias() ? Torch.keep(reader.read(p + "self_attn.o_proj.bias", h)) : null;
-    Attention attn = new Attention(q, k, v, o, oBias, c.numHeads() / shard.size(), c.numKvHeads() / shard.size(), c.headDim());
+    Attention attn =
+        new Attention(
+            q,
+            k,
+            v,
+            o,
+            oBias,
+            c.numHeads() / shard.size(),
+            c.numKvHeads() / shard.size(),
+            c.headDim());
     Linear gate = column(p + "mlp.gate_proj", inter, h, c.mlpBias(), i, LoraTarget.GATE_PROJ);
     Linear up = column(p + "mlp.up_proj", inter, h, c.mlpBias(), i, LoraTarget.UP_PROJ);
     Linear down = row(p + "mlp.down_proj", h, inter, i, LoraTarget.DOWN_PROJ);
@@ -91,15 +106,19 @@ final class ModelLoader {
     Mlp mlp = new Mlp(gate, up, down, downBias);
     return new DecoderLayer(
         new RmsNorm(Torch.keep(reader.read(p + "input_layernorm.weight", h)), c.rmsNormEps()), attn,
-        new RmsNorm(Torch.keep(reader.read(p + "post_attention_layernorm.weight", h)), c.rmsNormEps()), mlp);
+        new RmsNorm(
+                Torch.keep(reader.read(p + "post_attention_layernorm.weight", h)), c.rmsNormEps()),
+            mlp);
   }
 
   /** A layer whose output rows are split across shards (q/k/v/gate/up). */
-  private Linear column(String name, long out, long in, boolean bias, int layer, LoraTarget target) throws ModelFormatException {
+  private Linear column(String name, long out, long in, boolean bias, int layer, LoraTarget target)
+      throws ModelFormatException {
     long start = shard.start(out);
     long len = shard.length(out);
     Tensor w = Torch.keep(reader.slice(name + ".weight", new long[] {out, in}, 0, start, len));
-    Tensor b = bias ? Torch.keep(reader.slice(name + ".bias", new long[] {out}, 0, start, len)) : null;
+    Tensor b =
+        bias ? Torch.keep(reader.slice(name + ".bias", new long[] {out}, 0, start, len)) : null;
     Linear linear = new Linear(w, b);
     String[] keys = adapter == null ? null : adapter.keys(layer, target);
     if (keys != null) {
@@ -111,11 +130,17 @@ final class ModelLoader {
     return linear;
   }
 
-  /** A layer whose input columns are split across shards (o/down); its bias is added after the all-reduce. */
-  private Linear row(String name, long out, long in, int layer, LoraTarget target) throws ModelFormatException {
+  /**
+   * A layer whose input columns are split across shards (o/down); its bias is added after the
+   * all-reduce.
+   */
+  private Linear row(String name, long out, long in, int layer, LoraTarget target)
+      throws ModelFormatException {
     long start = shard.start(in);
     long len = shard.length(in);
-    Linear linear = new Linear(Torch.keep(reader.slice(name + ".weight", new long[] {out, in}, 1, start, len)), null);
+    Linear linear =
+        new Linear(
+            Torch.keep(reader.slice(name + ".weight", new long[] {out, in}, 1, start, len)), null);
     String[] keys = adapter == null ? null : adapter.keys(layer, target);
     if (keys != null) {
       int r = adapter.r();

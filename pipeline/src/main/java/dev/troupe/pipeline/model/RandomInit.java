@@ -1,12 +1,14 @@
 package dev.troupe.pipeline.model;
 
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.troupe.pipeline.engine.Torch;
+import dev.troupe.pipeline.io.AtomicFile;
 import dev.troupe.pipeline.safetensors.DType;
 import dev.troupe.pipeline.safetensors.SafetensorsWriter;
 import dev.troupe.pipeline.safetensors.TensorData;
 import dev.troupe.pipeline.tokenizer.ByteLevelBpeTokenizerWriter;
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.SerializationFeature;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -18,15 +20,15 @@ import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
 
 /**
- * Writes a randomly initialised model in Hugging Face layout: {@code config.json},
- * {@code model.safetensors} (or shards with an index), {@code generation_config.json} and a
- * byte-level BPE {@code tokenizer.json}.
+ * Writes a randomly initialised model in Hugging Face layout: {@code config.json}, {@code
+ * model.safetensors} (or shards with an index), {@code generation_config.json} and a byte-level BPE
+ * {@code tokenizer.json}.
  *
  * <p>Weights come from libtorch's generator seeded with {@code seed}, drawn in the sorted order of
  * their names, so PyTorch with {@code torch.manual_seed(seed)} draws the same numbers. Linear
  * weights and the embedding are N(0, std) with transformers' LLaMA default std 0.02; norm weights
- * are 1 + N(0, 0.1) and biases N(0, std) rather than constants, so that a test exercises
- * every parameter.
+ * are 1 + N(0, 0.1) and biases N(0, std) rather than constants, so that a test exercises every
+ * parameter.
  */
 public final class RandomInit {
   private final ModelConfig config;
@@ -34,6 +36,7 @@ public final class RandomInit {
   private double std = 0.02;
   private DType storage = DType.F32;
   private long maxShardBytes = 0;
+  private String preset = "custom";
 
   public RandomInit(ModelConfig config) {
     this.config = config;
@@ -59,6 +62,12 @@ public final class RandomInit {
     return this;
   }
 
+  /** The preset name recorded in config.json's {@code troupe_init}. */
+  public RandomInit preset(String name) {
+    this.preset = name;
+    return this;
+  }
+
   /** Splits the weights into shards of at most this many bytes (0 = one file). */
   public RandomInit maxShardBytes(long bytes) {
     this.maxShardBytes = bytes;
@@ -81,7 +90,9 @@ public final class RandomInit {
         } else {
           t = t.mul(Torch.scalar(std));
         }
-        tensors.put(name, new TensorData(storage, e.getValue(), Torch.toBytes(t.to(Torch.scalarType(storage)))));
+        tensors.put(
+            name,
+            new TensorData(storage, e.getValue(), Torch.toBytes(t.to(Torch.scalarType(storage)))));
       }
     }
     if (maxShardBytes > 0) {
@@ -91,20 +102,39 @@ public final class RandomInit {
     }
     ObjectMapper json = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
     var cfg = config.toJson();
-    cfg.put("torch_dtype", switch (storage) {
-      case BF16 -> "bfloat16";
-      case F16 -> "float16";
-      default -> "float32";
-    });
-    json.writeValue(dir.resolve("config.json").toFile(), cfg);
+    cfg.put(
+        "torch_dtype",
+        switch (storage) {
+          case BF16 -> "bfloat16";
+          case F16 -> "float16";
+          default -> "float32";
+        });
+    // How the weights came about; transformers keeps unknown keys as plain attributes.
+    cfg.set("troupe_init", provenance());
+    AtomicFile.write(dir.resolve("config.json"), json.writeValueAsBytes(cfg));
     var gen = json.createObjectNode();
     if (config.bosTokenId() >= 0) gen.put("bos_token_id", config.bosTokenId());
     config.eosTokenIds().forEach(gen.withArray("eos_token_id")::add);
-    json.writeValue(dir.resolve("generation_config.json").toFile(), gen);
+    AtomicFile.write(dir.resolve("generation_config.json"), json.writeValueAsBytes(gen));
     if (config.vocabSize() >= ByteLevelBpeTokenizerWriter.MIN_VOCAB) {
-      ByteLevelBpeTokenizerWriter.write(dir.resolve("tokenizer.json"), config.vocabSize(),
+      ByteLevelBpeTokenizerWriter.write(
+          dir.resolve("tokenizer.json"),
+          config.vocabSize(),
           ByteLevelBpeTokenizerWriter.defaultTrainingText());
     }
+  }
+
+  /**
+   * What {@link #write} records in config.json as {@code troupe_init}: the preset, seed, std and
+   * storage dtype, so that the same request can be recognised later.
+   */
+  public ObjectNode provenance() {
+    ObjectNode o = new ObjectMapper().createObjectNode();
+    o.put("preset", preset);
+    o.put("seed", seed);
+    o.put("std", std);
+    o.put("weights_dtype", storage.code());
+    return o;
   }
 
   /** Every weight of the architecture with its shape, sorted by name. */

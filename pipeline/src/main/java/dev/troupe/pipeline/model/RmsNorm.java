@@ -6,8 +6,8 @@ import org.bytedeco.pytorch.global.torch;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
 /**
- * Root-mean-square layer norm as Hugging Face's LlamaRMSNorm computes it: the statistics in
- * float32 whatever the compute dtype, the result cast back before it is scaled by the weight.
+ * Root-mean-square layer norm as Hugging Face's LlamaRMSNorm computes it: the statistics in float32
+ * whatever the compute dtype, the result cast back before it is scaled by the weight.
  */
 final class RmsNorm implements AutoCloseable {
   private final Tensor weight;

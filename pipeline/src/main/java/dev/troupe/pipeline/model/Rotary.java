@@ -7,9 +7,8 @@ import org.bytedeco.pytorch.global.torch;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
 /**
- * Rotary position embedding in Hugging Face's rotate-half form, for positions
- * {@code 0 .. seqLen-1}. Angles are computed in float32 and cast to the compute dtype, as
- * transformers does.
+ * Rotary position embedding in Hugging Face's rotate-half form, for positions {@code 0 ..
+ * seqLen-1}. Angles are computed in float32 and cast to the compute dtype, as transformers does.
  */
 final class Rotary {
   private final Tensor cos;
@@ -32,7 +31,8 @@ final class Rotary {
     }
     float[] pos = new float[(int) seqLen];
     for (int t = 0; t < pos.length; t++) pos[t] = t;
-    Tensor freqs = torch.outer(Torch.fromFloats(pos, seqLen), Torch.fromFloats(invFreq, invFreq.length));
+    Tensor freqs =
+        torch.outer(Torch.fromFloats(pos, seqLen), Torch.fromFloats(invFreq, invFreq.length));
     Tensor emb = torch.cat(new TensorVector(freqs, freqs), -1);
     Tensor cos = torch.cos(emb);
     Tensor sin = torch.sin(emb);

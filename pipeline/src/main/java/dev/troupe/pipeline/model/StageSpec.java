@@ -19,8 +19,14 @@ public record StageSpec(int firstLayer, int endLayer, boolean hasEmbedding, bool
   /** Stage {@code index} of a pipeline whose stages end at the given layer boundaries. */
   public static StageSpec of(ModelConfig config, int firstLayer, int endLayer) {
     if (endLayer > config.numLayers()) {
-      throw new IllegalArgumentException("layer range [" + firstLayer + ", " + endLayer + ") beyond the model's "
-          + config.numLayers() + " layers");
+      throw new IllegalArgumentException(
+          "layer range ["
+              + firstLayer
+              + ", "
+              + endLayer
+              + ") beyond the model's "
+              + config.numLayers()
+              + " layers");
     }
     return new StageSpec(firstLayer, endLayer, firstLayer == 0, endLayer == config.numLayers());
   }

@@ -37,10 +37,11 @@ public final class WeightReader {
   }
 
   /**
-   * Rows or columns {@code [start, start+length)} along {@code dim} of a tensor whose full shape
-   * is {@code expectedShape}. Only the slice is copied out of the (memory-mapped) file.
+   * Rows or columns {@code [start, start+length)} along {@code dim} of a tensor whose full shape is
+   * {@code expectedShape}. Only the slice is copied out of the (memory-mapped) file.
    */
-  public Tensor slice(String name, long[] expectedShape, int dim, long start, long length) throws ModelFormatException {
+  public Tensor slice(String name, long[] expectedShape, int dim, long start, long length)
+      throws ModelFormatException {
     TensorInfo info;
     try {
       info = source.info(name);
@@ -48,19 +49,26 @@ public final class WeightReader {
       throw new ModelFormatException(source.path(), "missing tensor " + name);
     }
     if (!Arrays.equals(info.shape(), expectedShape)) {
-      throw new ModelFormatException(source.path(), name + " has shape " + Arrays.toString(info.shape())
-          + " but the configuration implies " + Arrays.toString(expectedShape));
+      throw new ModelFormatException(
+          source.path(),
+          name
+              + " has shape "
+              + Arrays.toString(info.shape())
+              + " but the configuration implies "
+              + Arrays.toString(expectedShape));
     }
     DType stored = info.dtype();
     if (stored != DType.F32 && stored != DType.F16 && stored != DType.BF16) {
-      throw new ModelFormatException(source.path(), name + " is stored as " + stored + "; weights must be F32, F16 or BF16");
+      throw new ModelFormatException(
+          source.path(), name + " is stored as " + stored + "; weights must be F32, F16 or BF16");
     }
     ByteBuffer bytes = source.data(name);
     // A non-owning view of the mapped bytes; the copy below (to(..., copy=true)) owns its memory,
     // so the mapping may go away afterwards.
     try (BytePointer ptr = new BytePointer(bytes);
-         Tensor view = torch.from_blob(ptr, expectedShape, new TensorOptions(Torch.scalarType(stored)));
-         Tensor part = dim < 0 ? view.alias() : view.narrow(dim, start, length)) {
+        Tensor view =
+            torch.from_blob(ptr, expectedShape, new TensorOptions(Torch.scalarType(stored)));
+        Tensor part = dim < 0 ? view.alias() : view.narrow(dim, start, length)) {
       Tensor owned = part.to(dtype.scalarType(), false, true, new MemoryFormatOptional());
       if (owned.is_contiguous()) return owned;
       try (owned) {

@@ -8,32 +8,32 @@ import java.util.Set;
 /** Something that yields named tensors: one file or a sharded checkpoint. */
 public interface TensorSource extends AutoCloseable {
 
-    /** The tensor names, sorted (deterministic iteration order). */
-    Set<String> names();
+  /** The tensor names, sorted (deterministic iteration order). */
+  Set<String> names();
 
-    /**
-     * Where and what a tensor is.
-     *
-     * @throws java.util.NoSuchElementException naming the tensor and this source if absent
-     */
-    TensorInfo info(String name);
+  /**
+   * Where and what a tensor is.
+   *
+   * @throws java.util.NoSuchElementException naming the tensor and this source if absent
+   */
+  TensorInfo info(String name);
 
-    /**
-     * A tensor's bytes: read-only, {@link java.nio.ByteOrder#LITTLE_ENDIAN}, position 0, limit equal
-     * to {@link TensorInfo#byteLength()}. Memory-mapped on first use and not copied; each call returns
-     * an independent view of the same mapping.
-     *
-     * @throws java.util.NoSuchElementException naming the tensor and this source if absent
-     * @throws java.io.UncheckedIOException wrapping a {@link SafetensorsException} if the tensor is
-     *     2 GiB or larger, or wrapping the I/O error if the mapping fails
-     * @throws IllegalStateException if this source is closed
-     */
-    ByteBuffer data(String name);
+  /**
+   * A tensor's bytes: read-only, {@link java.nio.ByteOrder#LITTLE_ENDIAN}, position 0, limit equal
+   * to {@link TensorInfo#byteLength()}. Memory-mapped on first use and not copied; each call
+   * returns an independent view of the same mapping.
+   *
+   * @throws java.util.NoSuchElementException naming the tensor and this source if absent
+   * @throws java.io.UncheckedIOException wrapping a {@link SafetensorsException} if the tensor is 2
+   *     GiB or larger, or wrapping the I/O error if the mapping fails
+   * @throws IllegalStateException if this source is closed
+   */
+  ByteBuffer data(String name);
 
-    /** The file, or for a sharded checkpoint the folder that holds it. */
-    Path path();
+  /** The file, or for a sharded checkpoint the folder that holds it. */
+  Path path();
 
-    /** Releases the open files. Buffers already returned by {@link #data} stay valid. */
-    @Override
-    void close() throws IOException;
+  /** Releases the open files. Buffers already returned by {@link #data} stay valid. */
+  @Override
+  void close() throws IOException;
 }
