@@ -23,6 +23,7 @@ public final class WeightReader {
   private final ComputeDtype dtype;
 
   public WeightReader(TensorSource source, ComputeDtype dtype) {
+    Torch.init(); // libtorch (and JavaCPP's own library) load under Natives' lock, never ad hoc
     this.source = source;
     this.dtype = dtype;
   }
