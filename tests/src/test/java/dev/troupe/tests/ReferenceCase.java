@@ -46,6 +46,8 @@ record ReferenceCase(
         new ReferenceCase(
             "llama-bf16-weights", config("llama", 2, false, false, false, 0), DType.BF16, 0, false),
         new ReferenceCase(
+            "qwen2-f16-weights", config("qwen2", 1, true, true, false, 0), DType.F16, 0, false),
+        new ReferenceCase(
             "llama-sharded", config("llama", 2, false, false, false, 0), DType.F32, 40_000, false),
         new ReferenceCase(
             "llama-peft-qv", config("llama", 2, false, false, false, 0), DType.F32, 0, true));
@@ -125,9 +127,9 @@ record ReferenceCase(
   }
 
   /**
-   * SHA-256 over what determines the logits: the weight files' bytes, the adapter's files and
-   * the architecture as parsed from config.json (not its formatting). Tokenizer and generation
-   * config do not enter.
+   * SHA-256 over what determines the logits: the weight files' bytes, the adapter's files and the
+   * architecture as parsed from config.json (not its formatting). Tokenizer and generation config
+   * do not enter.
    */
   String fingerprint(Path root) throws Exception {
     MessageDigest md = MessageDigest.getInstance("SHA-256");
