@@ -21,6 +21,8 @@ public final class Main {
         score      --model DIR [--adapter DIR] --ids "1,5,9;3,4,5" --out FILE.safetensors
                    [--dtype fp32|bf16|fp16] [--threads N]
                                              logits of equal-length id sequences, float32 [seqs, tokens, vocab]
+        train      JOB.conf                  fine-tune LoRA adapters as the job file says (see conf/example-job.conf);
+                                             resumes from the newest valid checkpoint in its output folder
         generate   --model DIR [--adapter DIR] (--prompt TEXT | --prompt-ids 1,2,3)
                    [--max-new-tokens N] [--json] [--dtype fp32|bf16|fp16] [--threads N]
                                              greedy continuation
@@ -30,9 +32,14 @@ public final class Main {
 
   private static final Map<String, Command> COMMANDS =
       Map.of(
-          "init-model", new InitModelCommand(),
-          "score", new ScoreCommand(),
-          "generate", new GenerateCommand());
+          "init-model",
+          new InitModelCommand(),
+          "score",
+          new ScoreCommand(),
+          "generate",
+          new GenerateCommand(),
+          "train",
+          new TrainCommand());
 
   private Main() {}
 

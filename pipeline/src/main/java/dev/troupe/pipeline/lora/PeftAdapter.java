@@ -40,6 +40,7 @@ public final class PeftAdapter implements AutoCloseable {
   private final int r;
   private final double alpha;
   private final double scaling;
+  private final boolean rslora;
   private final double dropout;
   private final Set<LoraTarget> targets;
   private final TensorSource weights;
@@ -59,6 +60,7 @@ public final class PeftAdapter implements AutoCloseable {
     this.r = r;
     this.alpha = alpha;
     this.scaling = rslora ? alpha / Math.sqrt(r) : alpha / r;
+    this.rslora = rslora;
     this.dropout = dropout;
     this.weights = weights;
     this.keys = keys;
@@ -211,6 +213,11 @@ public final class PeftAdapter implements AutoCloseable {
     return scaling;
   }
 
+  /** True where the scaling is {@code lora_alpha / sqrt(r)} (rank-stabilised LoRA). */
+  public boolean rslora() {
+    return rslora;
+  }
+
   public double dropout() {
     return dropout;
   }
@@ -245,6 +252,22 @@ public final class PeftAdapter implements AutoCloseable {
       SortedMap<String, TensorData> tensors,
       String baseModel)
       throws IOException {
+    write(dir, r, alpha, false, dropout, targets, tensors, baseModel);
+  }
+
+  /**
+   * As {@link #write(Path, int, double, double, Set, SortedMap, String)}, with {@code use_rslora}.
+   */
+  public static void write(
+      Path dir,
+      int r,
+      double alpha,
+      boolean rslora,
+      double dropout,
+      Set<LoraTarget> targets,
+      SortedMap<String, TensorData> tensors,
+      String baseModel)
+      throws IOException {
     Files.createDirectories(dir);
     ObjectMapper mapper = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
     ObjectNode c = mapper.createObjectNode();
@@ -257,7 +280,7 @@ public final class PeftAdapter implements AutoCloseable {
     targets.forEach(t -> c.withArray("target_modules").add(t.moduleName()));
     c.put("bias", "none");
     c.put("fan_in_fan_out", false);
-    c.put("use_rslora", false);
+    c.put("use_rslora", rslora);
     c.put("inference_mode", true);
     c.putNull("modules_to_save");
     SafetensorsWriter.write(dir.resolve(WEIGHTS), tensors, Map.of("format", "pt"));

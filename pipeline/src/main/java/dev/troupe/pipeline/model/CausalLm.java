@@ -2,9 +2,13 @@ package dev.troupe.pipeline.model;
 
 import dev.troupe.pipeline.engine.ComputeDtype;
 import dev.troupe.pipeline.engine.Torch;
+import dev.troupe.pipeline.lora.LoraKey;
+import dev.troupe.pipeline.lora.LoraTarget;
+import dev.troupe.pipeline.lora.LoraWeights;
 import dev.troupe.pipeline.lora.PeftAdapter;
 import dev.troupe.pipeline.safetensors.TensorSource;
 import java.util.List;
+import java.util.Map;
 import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
@@ -84,6 +88,33 @@ public final class CausalLm implements AutoCloseable {
 
   public ShardSpec shard() {
     return shard;
+  }
+
+  /**
+   * Lends trainable LoRA weights to this stage's layers (keys use global layer indices; keys of
+   * other stages are ignored). The caller keeps owning them; {@code dropout} applies to the adapter
+   * input on every forward until {@link #returnLora}.
+   */
+  public void lendLora(Map<LoraKey, LoraWeights> weights, double dropout) {
+    if (shard.isSharded())
+      throw new IllegalStateException("training LoRA on tensor shards is not supported yet");
+    for (Map.Entry<LoraKey, LoraWeights> e : weights.entrySet()) {
+      int local = e.getKey().layer() - stage.firstLayer();
+      if (local < 0 || local >= layers.size()) continue;
+      Linear linear = layers.get(local).linear(e.getKey().target());
+      linear.attach(e.getValue(), false);
+      linear.dropout(dropout);
+    }
+  }
+
+  /** Detaches every LoRA pair from this stage's layers (lent ones are not closed). */
+  public void returnLora() {
+    for (DecoderLayer layer : layers) {
+      for (LoraTarget t : LoraTarget.values()) {
+        layer.linear(t).detach();
+        layer.linear(t).dropout(0);
+      }
+    }
   }
 
   /** Token ids [batch, seq] (int64) to hidden states [batch, seq, hidden]; first stage only. */

@@ -16,6 +16,19 @@ final class DecoderLayer implements AutoCloseable {
     this.mlp = mlp;
   }
 
+  /** The linear layer LoRA calls {@code target}. */
+  Linear linear(dev.troupe.pipeline.lora.LoraTarget target) {
+    return switch (target) {
+      case Q_PROJ -> attention.q;
+      case K_PROJ -> attention.k;
+      case V_PROJ -> attention.v;
+      case O_PROJ -> attention.o;
+      case GATE_PROJ -> mlp.gate;
+      case UP_PROJ -> mlp.up;
+      case DOWN_PROJ -> mlp.down;
+    };
+  }
+
   Tensor forward(Tensor x, Rotary rope, Tensor mask, AllReduce reduce) {
     Tensor h = x.add(attention.forward(inputNorm.forward(x), rope, mask, reduce));
     return h.add(mlp.forward(postAttentionNorm.forward(h), reduce));

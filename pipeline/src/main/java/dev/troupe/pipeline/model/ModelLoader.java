@@ -125,7 +125,7 @@ final class ModelLoader {
       int r = adapter.r();
       Tensor a = Torch.keep(adapterReader.read(keys[0], r, in));
       Tensor bm = Torch.keep(adapterReader.slice(keys[1], new long[] {out, r}, 0, start, len));
-      linear.attach(new LoraWeights(a, bm, adapter.scaling()));
+      linear.attach(new LoraWeights(a, bm, adapter.scaling()), true);
     }
     return linear;
   }
@@ -146,7 +146,7 @@ final class ModelLoader {
       int r = adapter.r();
       Tensor a = Torch.keep(adapterReader.slice(keys[0], new long[] {r, in}, 1, start, len));
       Tensor bm = Torch.keep(adapterReader.read(keys[1], out, r));
-      linear.attach(new LoraWeights(a, bm, adapter.scaling()));
+      linear.attach(new LoraWeights(a, bm, adapter.scaling()), true);
     }
     return linear;
   }

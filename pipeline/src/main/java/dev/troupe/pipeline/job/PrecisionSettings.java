@@ -1,0 +1,15 @@
+package dev.troupe.pipeline.job;
+
+import java.util.Objects;
+
+/**
+ * The compute precision ({@code precision { ... }}).
+ *
+ * @param mode {@code fp32}, {@code bf16} or {@code fp16}
+ * @param fp32WarmupSteps optimizer steps run in fp32 before switching to a 16-bit mode
+ */
+public record PrecisionSettings(String mode, long fp32WarmupSteps) {
+  public PrecisionSettings {
+    Objects.requireNonNull(mode, "mode");
+  }
+}

@@ -1,0 +1,218 @@
+package dev.troupe.pipeline.train;
+
+import dev.troupe.pipeline.checkpoint.Checkpoint;
+import dev.troupe.pipeline.checkpoint.CheckpointStore;
+import dev.troupe.pipeline.data.Batch;
+import dev.troupe.pipeline.data.BatchPlan;
+import dev.troupe.pipeline.data.Example;
+import dev.troupe.pipeline.engine.ComputeDtype;
+import dev.troupe.pipeline.engine.Torch;
+import dev.troupe.pipeline.job.JobConfig;
+import dev.troupe.pipeline.metrics.MetricsLog;
+import dev.troupe.pipeline.metrics.ProgressReporter;
+import dev.troupe.pipeline.metrics.TensorBoardWriter;
+import dev.troupe.pipeline.model.CausalLm;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import org.bytedeco.pytorch.global.torch;
+
+/**
+ * Runs a fine-tuning job in this process: LoRA on a frozen base, FP32 warm-up then the job's
+ * precision, checkpoints it can resume from, metrics.jsonl, TensorBoard and the final PEFT adapter
+ * in {@code output/adapter}.
+ */
+public final class Trainer {
+  private final JobConfig job;
+  private final PrintStream out;
+  private final boolean terminal;
+
+  public Trainer(JobConfig job, PrintStream out, boolean terminal) {
+    this.job = job;
+    this.out = out;
+    this.terminal = terminal;
+  }
+
+  /**
+   * Trains to the job's last step (resuming from the newest valid checkpoint) and returns the last
+   * eval.
+   */
+  public Evaluator.Result run() throws IOException {
+    Torch.init();
+    if (job.threads() > 0) torch.set_num_threads(job.threads());
+    Files.createDirectories(job.output());
+    try (TrainingSetup s = TrainingSetup.open(job, out)) {
+      long total = job.totalSteps(s.train().size());
+      CheckpointStore store =
+          new CheckpointStore(job.output().resolve("checkpoints"), job.checkpoint().keep());
+      TrainingState state = new TrainingState(0, LossScaler.initial(), phase(0).label());
+      Optional<Checkpoint> latest = store.latestValid(out::println);
+      if (latest.isPresent()) {
+        state = TrainingState.restore(latest.get(), s.lora(), s.optimizer());
+        out.println("resuming from " + latest.get().dir() + " (step " + state.step() + ")");
+      }
+      BatchPlan plan =
+          new BatchPlan(s.train().size(), job.batch().global(), job.data().shuffle(), job.seed());
+      ProgressReporter progress = new ProgressReporter(total, state.step(), out, terminal);
+      Evaluator.Result last = null;
+      try (MetricsLog metrics =
+              MetricsLog.open(job.output().resolve("metrics.jsonl"), state.step());
+          TensorBoardWriter tb = TensorBoardWriter.open(job.output().resolve("tb"))) {
+        try (PhaseModel models = new PhaseModel(s)) {
+          if (state.step() == 0 && s.eval() != null)
+            last = evaluate(s, models.get(phase(0)), 0, metrics, tb);
+          for (long step = state.step(); step < total; step++) {
+            ComputeDtype dtype = phase(step);
+            CausalLm model = models.get(dtype);
+            state = step(s, model, plan, state, step, total, dtype, metrics, tb, progress);
+            boolean end = step + 1 == total;
+            if (s.eval() != null && ((step + 1) % job.eval().every() == 0 || end)) {
+              last = evaluate(s, model, step + 1, metrics, tb);
+              progress.message(
+                  String.format(
+                      "eval at step %d: loss %.4f%s",
+                      step + 1,
+                      last.loss(),
+                      Double.isNaN(last.exactMatch())
+                          ? ""
+                          : String.format(", exact match %.1f%%", 100 * last.exactMatch())));
+            }
+            if ((step + 1) % job.checkpoint().every() == 0 || end)
+              state.save(store, s.lora(), s.optimizer());
+          }
+        }
+        progress.finish();
+      }
+      s.lora()
+          .writePeft(job.output().resolve("adapter"), job.lora().dropout(), job.model().toString());
+      out.println("adapter written to " + job.output().resolve("adapter"));
+      return last;
+    }
+  }
+
+  private TrainingState step(
+      TrainingSetup s,
+      CausalLm model,
+      BatchPlan plan,
+      TrainingState state,
+      long step,
+      long total,
+      ComputeDtype dtype,
+      MetricsLog metrics,
+      TensorBoardWriter tb,
+      ProgressReporter progress)
+      throws IOException {
+    torch.manual_seed(
+        job.seed() + step); // dropout masks: a function of (seed, step), so resume repeats them
+    int[] indices = plan.step(step);
+    List<Batch> micro = new ArrayList<>();
+    for (int i = 0; i < indices.length; i += job.batch().micro()) {
+      List<Example> rows = new ArrayList<>();
+      for (int j = i; j < i + job.batch().micro(); j++) rows.add(s.train().get(indices[j]));
+      micro.add(Batch.of(rows, job.batch().seqLen(), s.padId()));
+    }
+    double lr =
+        job.optimizer().lr()
+            * LrSchedule.multiplier(
+                job.optimizer().schedule(), step, total, job.optimizer().warmupSteps());
+    boolean fp16 = dtype == ComputeDtype.FP16;
+    double scale = fp16 ? state.scaler().scale() : 1.0;
+    long t0 = System.nanoTime();
+    model.lendLora(s.lora().weights(), job.lora().dropout());
+    TrainStep.Result r =
+        TrainStep.run(
+            model, s.lora(), s.optimizer(), micro, lr, job.optimizer().maxGradNorm(), scale);
+    double seconds = (System.nanoTime() - t0) / 1e9;
+    LossScaler scaler = fp16 ? state.scaler().update(r.skipped()) : state.scaler();
+    Map<String, Object> m = new LinkedHashMap<>();
+    m.put("step", step + 1);
+    m.put("loss", r.loss());
+    m.put("lr", lr);
+    m.put("grad_norm", r.gradNorm());
+    m.put("tokens", r.tokens());
+    m.put("tokens_per_s", r.tokens() / seconds);
+    m.put("precision", dtype.label());
+    m.put("loss_scale", scale);
+    m.put("skipped", r.skipped());
+    m.put("mem_bytes", ResidentMemory.bytes());
+    metrics.write(m);
+    for (String k : List.of("loss", "lr", "grad_norm", "tokens_per_s", "loss_scale", "mem_bytes")) {
+      tb.scalar("train/" + k, step + 1, ((Number) m.get(k)).doubleValue());
+    }
+    progress.update(step + 1, r.loss(), r.tokens() / seconds);
+    return new TrainingState(step + 1, scaler, dtype.label());
+  }
+
+  private Evaluator.Result evaluate(
+      TrainingSetup s, CausalLm model, long step, MetricsLog metrics, TensorBoardWriter tb)
+      throws IOException {
+    {
+      model.lendLora(s.lora().weights(), 0.0);
+      Evaluator.Result r =
+          Evaluator.run(
+              model,
+              s.eval(),
+              job.batch().micro(),
+              job.batch().seqLen(),
+              s.padId(),
+              s.tokenizer(),
+              job.eval().maxNewTokens(),
+              s.eos());
+      Map<String, Object> m = new LinkedHashMap<>();
+      m.put("event", "eval");
+      m.put("step", step);
+      m.put("eval_loss", r.loss());
+      m.put("perplexity", r.perplexity());
+      m.put("tokens", r.tokens());
+      if (!Double.isNaN(r.exactMatch())) m.put("exact_match", r.exactMatch());
+      metrics.write(m);
+      tb.scalar("eval/loss", step, r.loss());
+      tb.scalar("eval/perplexity", step, r.perplexity());
+      if (!Double.isNaN(r.exactMatch())) tb.scalar("eval/exact_match", step, r.exactMatch());
+      return r;
+    }
+  }
+
+  /** The compute dtype of 0-based step {@code step}: FP32 during warm-up, then the job's mode. */
+  ComputeDtype phase(long step) {
+    return step < job.precision().fp32WarmupSteps()
+        ? ComputeDtype.FP32
+        : ComputeDtype.parse(job.precision().mode());
+  }
+
+  /**
+   * The frozen base model in the dtype of the current phase. When the FP32 warm-up ends the weights
+   * are read again in the lower dtype (memory-mapped, so this costs a copy, not a disk read); the
+   * FP32 LoRA masters carry over.
+   */
+  private static final class PhaseModel implements AutoCloseable {
+    private final TrainingSetup setup;
+    private ComputeDtype dtype;
+    private CausalLm model;
+
+    PhaseModel(TrainingSetup setup) {
+      this.setup = setup;
+    }
+
+    CausalLm get(ComputeDtype wanted) throws IOException {
+      if (wanted != dtype) {
+        close();
+        model = setup.loadModel(wanted);
+        dtype = wanted;
+      }
+      return model;
+    }
+
+    @Override
+    public void close() {
+      if (model != null) model.close();
+      model = null;
+      dtype = null;
+    }
+  }
+}

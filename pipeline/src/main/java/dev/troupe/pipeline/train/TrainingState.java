@@ -1,0 +1,80 @@
+package dev.troupe.pipeline.train;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.troupe.pipeline.checkpoint.Checkpoint;
+import dev.troupe.pipeline.checkpoint.CheckpointStore;
+import dev.troupe.pipeline.engine.Torch;
+import dev.troupe.pipeline.lora.LoraParameters;
+import dev.troupe.pipeline.safetensors.DType;
+import dev.troupe.pipeline.safetensors.SafetensorsFile;
+import dev.troupe.pipeline.safetensors.TensorData;
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.SortedMap;
+import java.util.TreeMap;
+import org.bytedeco.pytorch.Tensor;
+
+/**
+ * What a checkpoint holds to continue a run exactly: the LoRA masters ({@code
+ * adapter_model.safetensors}, PEFT names), AdamW's moments ({@code optimizer.safetensors}) and
+ * {@code state.json}: the optimizer step (which is also the position in the data, since step s
+ * reads examples s·G … s·G+G−1 of the data plan), the loss scaler and the precision phase. The
+ * random state needs no saving: each step seeds libtorch's generator with seed + step.
+ */
+public record TrainingState(long step, LossScaler scaler, String precision) {
+  static final String ADAPTER = "adapter_model.safetensors";
+  static final String OPTIMIZER = "optimizer.safetensors";
+  static final String STATE = "state.json";
+
+  /** Writes a checkpoint of this state with the parameters' and optimizer's current values. */
+  void save(CheckpointStore store, LoraParameters lora, AdamW optimizer) throws IOException {
+    SortedMap<String, TensorData> moments = new TreeMap<>();
+    List<String> names = lora.names();
+    for (int i = 0; i < names.size(); i++) {
+      moments.put("exp_avg." + names.get(i), f32(optimizer.expAvg().get(i)));
+      moments.put("exp_avg_sq." + names.get(i), f32(optimizer.expAvgSq().get(i)));
+    }
+    ObjectNode json = new ObjectMapper().createObjectNode();
+    json.put("format", 1);
+    json.put("step", step);
+    json.put("optimizer_step", optimizer.stepCount());
+    json.put("loss_scale", scaler.scale());
+    json.put("growth_tracker", scaler.growthTracker());
+    json.put("precision", precision);
+    store.save(step, Map.of(ADAPTER, lora.toTensors(), OPTIMIZER, moments), Map.of(STATE, json));
+  }
+
+  /** Restores parameters and optimizer from a checkpoint and returns its state. */
+  static TrainingState restore(Checkpoint c, LoraParameters lora, AdamW optimizer)
+      throws IOException {
+    JsonNode json = c.json(STATE);
+    try (SafetensorsFile adapter = c.tensors(ADAPTER);
+        SafetensorsFile moments = c.tensors(OPTIMIZER)) {
+      lora.load(adapter);
+      List<Tensor> m = new ArrayList<>();
+      List<Tensor> v = new ArrayList<>();
+      List<Tensor> params = lora.parameters();
+      List<String> names = lora.names();
+      for (int i = 0; i < names.size(); i++) {
+        long[] shape = Torch.shape(params.get(i));
+        m.add(Torch.fromBytes(moments.data("exp_avg." + names.get(i)), DType.F32, shape));
+        v.add(Torch.fromBytes(moments.data("exp_avg_sq." + names.get(i)), DType.F32, shape));
+      }
+      optimizer.restore(m, v, json.path("optimizer_step").asLong());
+      m.forEach(Tensor::close);
+      v.forEach(Tensor::close);
+    }
+    return new TrainingState(
+        json.path("step").asLong(),
+        new LossScaler(json.path("loss_scale").asDouble(), json.path("growth_tracker").asInt()),
+        json.path("precision").asText());
+  }
+
+  private static TensorData f32(Tensor t) {
+    return new TensorData(DType.F32, Torch.shape(t), Torch.toBytes(t));
+  }
+}

@@ -1,0 +1,134 @@
+package dev.troupe.pipeline.train;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.troupe.pipeline.data.Batch;
+import dev.troupe.pipeline.data.Example;
+import dev.troupe.pipeline.engine.ComputeDtype;
+import dev.troupe.pipeline.engine.Torch;
+import dev.troupe.pipeline.lora.LoraParameters;
+import dev.troupe.pipeline.lora.LoraTarget;
+import dev.troupe.pipeline.model.CausalLm;
+import dev.troupe.pipeline.model.HfModel;
+import dev.troupe.pipeline.model.ModelConfig;
+import dev.troupe.pipeline.model.RandomInit;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.Random;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class TrainStepTest {
+  @TempDir static Path dir;
+  static HfModel model;
+  static final List<Example> EXAMPLES = new ArrayList<>();
+
+  @BeforeAll
+  static void setUp() throws Exception {
+    ModelConfig c =
+        new ModelConfig(
+            "llama",
+            300,
+            64,
+            96,
+            2,
+            4,
+            2,
+            16,
+            1e-6,
+            1e4,
+            false,
+            false,
+            false,
+            false,
+            0,
+            128,
+            List.of(2L),
+            1);
+    new RandomInit(c).seed(1).std(0.1).write(dir);
+    model = HfModel.open(dir);
+    Random r = new Random(7);
+    for (int i = 0; i < 4; i++) {
+      int len = 6 + 2 * i; // unequal lengths: padding and unequal token counts per microbatch
+      long[] ids = new long[len];
+      long[] labels = new long[len];
+      for (int t = 0; t < len; t++) {
+        ids[t] = 3 + r.nextInt(290);
+        labels[t] = t < 2 ? -100 : ids[t];
+      }
+      EXAMPLES.add(new Example(ids, labels));
+    }
+  }
+
+  @AfterAll
+  static void tearDown() throws Exception {
+    model.close();
+  }
+
+  /**
+   * LoRA params after 3 steps with the global batch of 4 cut into microbatches of {@code micro}.
+   */
+  static float[] train(int micro, List<Double> losses) throws Exception {
+    try (CausalLm lm = CausalLm.load(model, ComputeDtype.FP32, null);
+        LoraParameters lora =
+            LoraParameters.initialize(
+                model.config(),
+                4,
+                8,
+                EnumSet.of(LoraTarget.Q_PROJ, LoraTarget.V_PROJ, LoraTarget.DOWN_PROJ),
+                3);
+        AdamW opt = new AdamW(lora.parameters(), 0.9, 0.999, 1e-8, 0.01)) {
+      lm.lendLora(lora.weights(), 0.0);
+      for (int step = 0; step < 3; step++) {
+        List<Batch> batches = new ArrayList<>();
+        for (int i = 0; i < 4; i += micro)
+          batches.add(Batch.of(EXAMPLES.subList(i, i + micro), 16, 0));
+        TrainStep.Result r = TrainStep.run(lm, lora, opt, batches, 1e-2, 1.0, 1.0);
+        assertFalse(r.skipped());
+        losses.add(r.loss());
+      }
+      float[] out = new float[0];
+      for (var p : lora.parameters()) {
+        float[] v = Torch.toFloats(p.detach());
+        float[] joined = java.util.Arrays.copyOf(out, out.length + v.length);
+        System.arraycopy(v, 0, joined, out.length, v.length);
+        out = joined;
+      }
+      return out;
+    }
+  }
+
+  @Test
+  void stepResultDoesNotDependOnTheMicrobatchSize() throws Exception {
+    List<Double> whole = new ArrayList<>();
+    List<Double> ones = new ArrayList<>();
+    float[] a = train(4, whole);
+    float[] b = train(1, ones);
+    for (int i = 0; i < 3; i++) assertEquals(whole.get(i), ones.get(i), 1e-6 * whole.get(i));
+    float worst = 0;
+    for (int i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+    assertTrue(worst < 1e-6, "parameters differ by " + worst);
+    assertTrue(whole.get(2) < whole.get(0), "training lowers the loss: " + whole);
+  }
+
+  @Test
+  void freshAdaptersLeaveTheModelUnchanged() throws Exception {
+    try (CausalLm lm = CausalLm.load(model, ComputeDtype.FP32, null);
+        LoraParameters lora =
+            LoraParameters.initialize(model.config(), 4, 8, EnumSet.allOf(LoraTarget.class), 3)) {
+      long[] ids = EXAMPLES.get(0).inputIds();
+      float[] before = Torch.toFloats(lm.forward(Torch.fromLongs(ids, 1, ids.length)));
+      lm.lendLora(lora.weights(), 0.0);
+      float[] after = Torch.toFloats(lm.forward(Torch.fromLongs(ids, 1, ids.length)));
+      assertTrue(java.util.Arrays.equals(before, after), "B = 0 at initialisation");
+      // r (in + out) per module: q 4*128, k and v 4*96, o 4*128, gate and up 4*160, down 4*160
+      assertEquals(2 * (512 + 384 + 384 + 512 + 640 + 640 + 640), lora.count());
+    }
+  }
+}
