@@ -15,6 +15,7 @@ final class PythonReference {
   /** Debian's python3 (where python3-torch installs); TROUPE_REFERENCE_PYTHON overrides it. */
   static final Path PYTHON =
       Path.of(System.getenv().getOrDefault("TROUPE_REFERENCE_PYTHON", "/usr/bin/python3"));
+
   static final Path SCRIPT = Path.of("src/test/python/hf_llama_reference.py").toAbsolutePath();
   private static Boolean available;
 

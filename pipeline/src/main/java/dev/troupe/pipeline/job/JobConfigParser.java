@@ -148,7 +148,8 @@ final class JobConfigParser {
     PrecisionSettings precision =
         new PrecisionSettings(
             r.choice("precision.mode", List.of("fp32", "bf16", "fp16")),
-            r.integer("precision.fp32-warmup-steps", 0));
+            r.integer("precision.fp32-warmup-steps", 0),
+            r.number("precision.initial-loss-scale", v -> v > 0, "a number > 0"));
     CheckpointSettings checkpoint =
         new CheckpointSettings(
             r.integer("checkpoint.every", 1), r.smallInteger("checkpoint.keep", 1));

@@ -7,8 +7,9 @@ import java.util.Objects;
  *
  * @param mode {@code fp32}, {@code bf16} or {@code fp16}
  * @param fp32WarmupSteps optimizer steps run in fp32 before switching to a 16-bit mode
+ * @param initialLossScale fp16's starting loss scale (GradScaler's init_scale)
  */
-public record PrecisionSettings(String mode, long fp32WarmupSteps) {
+public record PrecisionSettings(String mode, long fp32WarmupSteps, double initialLossScale) {
   public PrecisionSettings {
     Objects.requireNonNull(mode, "mode");
   }

@@ -43,6 +43,11 @@ public final class Trainer {
    * eval.
    */
   public Evaluator.Result run() throws IOException {
+    if (job.gradientCheckpointing()) {
+      // Refuse rather than silently train without it: the user asked for less memory.
+      throw new IllegalArgumentException(
+          job.file() + ": gradient-checkpointing = true is not supported yet; set it to false");
+    }
     Torch.init();
     if (job.threads() > 0) torch.set_num_threads(job.threads());
     Files.createDirectories(job.output());
@@ -50,7 +55,9 @@ public final class Trainer {
       long total = job.totalSteps(s.train().size());
       CheckpointStore store =
           new CheckpointStore(job.output().resolve("checkpoints"), job.checkpoint().keep());
-      TrainingState state = new TrainingState(0, LossScaler.initial(), phase(0).label());
+      TrainingState state =
+          new TrainingState(
+              0, new LossScaler(job.precision().initialLossScale(), 0), phase(0).label());
       Optional<Checkpoint> latest = store.latestValid(out::println);
       if (latest.isPresent()) {
         state = TrainingState.restore(latest.get(), s.lora(), s.optimizer());

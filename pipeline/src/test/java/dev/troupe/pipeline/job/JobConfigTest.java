@@ -37,7 +37,7 @@ class JobConfigTest {
     assertEquals(4, c.batch().accumulationSteps());
     assertEquals(1000, c.steps());
     assertEquals(-1, c.epochs());
-    assertEquals(new PrecisionSettings("fp32", 500), c.precision());
+    assertEquals(new PrecisionSettings("fp32", 500, 65536), c.precision());
     assertFalse(c.gradientCheckpointing());
     assertEquals(new CheckpointSettings(200, 3), c.checkpoint());
     assertEquals(new EvalSettings(200, 64), c.eval());
@@ -83,7 +83,7 @@ class JobConfigTest {
     assertEquals(new BatchSettings(32, 8, 2048), c.batch());
     assertEquals(123, c.steps());
     assertEquals(-1, c.epochs());
-    assertEquals(new PrecisionSettings("bf16", 0), c.precision());
+    assertEquals(new PrecisionSettings("bf16", 0, 65536), c.precision());
     assertTrue(c.gradientCheckpointing());
     assertEquals(new CheckpointSettings(10, 1), c.checkpoint());
     assertEquals(new EvalSettings(5, 128), c.eval());

@@ -1,0 +1,87 @@
+package dev.troupe.tests;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.troupe.pipeline.model.ModelConfig;
+import dev.troupe.pipeline.model.RandomInit;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+
+/**
+ * Tiny training jobs for tests: a model, tokens data, a job file, and troupe train as a process.
+ */
+final class TrainingJobs {
+  private TrainingJobs() {}
+
+  /** A tiny model and 40 random token sequences under {@code dir}. */
+  static void writeModelAndData(Path dir) throws IOException {
+    ModelConfig c = ReferenceCase.config("llama", 2, false, false, false, 0);
+    new RandomInit(c).seed(3).std(0.1).write(dir.resolve("model"));
+    Random r = new Random(5);
+    StringBuilder sb = new StringBuilder();
+    for (int i = 0; i < 40; i++) {
+      List<String> ids = new ArrayList<>();
+      for (int t = 0, n = 8 + r.nextInt(16); t < n; t++)
+        ids.add(Integer.toString(3 + r.nextInt(290)));
+      sb.append("{\"input_ids\": [").append(String.join(",", ids)).append("]}\n");
+    }
+    Files.writeString(dir.resolve("train.jsonl"), sb.toString());
+  }
+
+  /** A job file over that model and data; {@code extra} is appended (HOCON overrides). */
+  static Path job(Path dir, String name, String extra) throws IOException {
+    Path job = dir.resolve(name + ".conf");
+    Files.writeString(
+        job,
+        """
+        model = "%s"
+        data { train = "%s", format = tokens, shuffle = true }
+        lora { r = 4, alpha = 8, dropout = 0.1, targets = [q_proj, v_proj, down_proj] }
+        optimizer { lr = 5e-3, schedule = cosine, warmup-steps = 3 }
+        batch { global = 8, micro = 4, seq-len = 24 }
+        output = "%s"
+        seed = 9
+        threads = 1
+        %s
+        """
+            .formatted(dir.resolve("model"), dir.resolve("train.jsonl"), dir.resolve(name), extra));
+    return job;
+  }
+
+  /** Starts {@code troupe train JOB} in its own JVM with the test classpath. */
+  static Process start(Path job, Path log, String... jvmOptions) throws IOException {
+    List<String> cmd = new ArrayList<>();
+    cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+    cmd.add("--enable-native-access=ALL-UNNAMED");
+    cmd.addAll(List.of(jvmOptions));
+    cmd.addAll(
+        List.of(
+            "-cp",
+            System.getProperty("java.class.path"),
+            "dev.troupe.cli.Main",
+            "train",
+            job.toString()));
+    return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+  }
+
+  /** The per-step lines of a job's metrics.jsonl (eval lines left out). */
+  static List<JsonNode> steps(Path metrics) throws IOException {
+    List<JsonNode> out = new ArrayList<>();
+    if (!Files.exists(metrics)) return out;
+    for (String line : Files.readAllLines(metrics)) {
+      if (line.isBlank()) continue;
+      JsonNode n;
+      try {
+        n = new ObjectMapper().readTree(line);
+      } catch (IOException e) {
+        continue; // a line being written right now
+      }
+      if (!n.has("event")) out.add(n);
+    }
+    return out;
+  }
+}

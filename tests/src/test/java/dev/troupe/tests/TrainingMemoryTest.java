@@ -1,0 +1,63 @@
+package dev.troupe.tests;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Native memory is released every step: the resident set of a 1000-step run on the tiny model is
+ * the same (within 5%) around step 100 and around step 1000 (medians of 50 steps each). The JVM
+ * heap is fixed and touched up front (-Xms = -Xmx, AlwaysPreTouch), so that what could grow is
+ * native memory, and the native heap is trimmed every second as bin/troupe does: without the trim,
+ * memory that the JIT compiler frees once (about 25 MiB, near step 756 here) stays resident in
+ * glibc's heap and looks like growth.
+ */
+class TrainingMemoryTest {
+  @TempDir Path dir;
+
+  @Test
+  void residentMemoryStaysFlat() throws Exception {
+    TrainingJobs.writeModelAndData(dir);
+    Path job =
+        TrainingJobs.job(
+            dir,
+            "long",
+            "steps = 1000\nprecision { mode = bf16, fp32-warmup-steps = 50 }\n"
+                + "checkpoint { every = 250, keep = 1 }\nlora.dropout = 0.1");
+    Process p =
+        TrainingJobs.start(
+            job,
+            dir.resolve("long.log"),
+            "-Xms192m",
+            "-Xmx192m",
+            "-XX:+AlwaysPreTouch",
+            "-XX:+UnlockExperimentalVMOptions",
+            "-XX:TrimNativeHeapInterval=1000");
+    assertTrue(
+        p.waitFor(600, TimeUnit.SECONDS) && p.exitValue() == 0,
+        Files.readString(dir.resolve("long.log")));
+    List<JsonNode> steps = TrainingJobs.steps(dir.resolve("long/metrics.jsonl"));
+    assertEquals(1000, steps.size());
+    long at100 = median(steps.subList(99, 149));
+    long at1000 = median(steps.subList(950, 1000));
+    System.out.printf(
+        "resident memory (median of 50 steps): around step 100 %.1f MiB, around step 1000 %.1f MiB"
+            + " (%+.2f%%)%n",
+        at100 / 1048576.0, at1000 / 1048576.0, 100.0 * (at1000 - at100) / at100);
+    assertTrue(
+        Math.abs(at1000 - at100) <= 0.05 * at100,
+        "resident memory went from " + at100 + " to " + at1000);
+  }
+
+  static long median(List<JsonNode> steps) {
+    long[] m = steps.stream().mapToLong(s -> s.get("mem_bytes").asLong()).sorted().toArray();
+    return m[m.length / 2];
+  }
+}
