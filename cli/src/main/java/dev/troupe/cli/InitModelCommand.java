@@ -1,10 +1,10 @@
 package dev.troupe.cli;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.troupe.pipeline.model.ModelPreset;
 import dev.troupe.pipeline.model.RandomInit;
 import dev.troupe.pipeline.safetensors.DType;
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -23,6 +23,12 @@ public final class Main {
                                              logits of equal-length id sequences, float32 [seqs, tokens, vocab]
         train      JOB.conf                  fine-tune LoRA adapters as the job file says (see conf/example-job.conf);
                                              resumes from the newest valid checkpoint in its output folder
+        eval       --model DIR [--adapter DIR] --data FILE.jsonl [--format alpaca|chat|tokens]
+                   [--compare-adapter DIR | --compare-model DIR] [--seq-len N] [--batch N] [--max-new-tokens N]
+                                             eval loss, perplexity and exact-match accuracy; with a second
+                                             adapter or model, both on the same data and their ratio
+        merge      --model DIR --adapter DIR --out DIR
+                                             the adapter folded into the base weights, Hugging Face layout
         generate   --model DIR [--adapter DIR] (--prompt TEXT | --prompt-ids 1,2,3)
                    [--max-new-tokens N] [--json] [--dtype fp32|bf16|fp16] [--threads N]
                                              greedy continuation
@@ -39,7 +45,11 @@ public final class Main {
           "generate",
           new GenerateCommand(),
           "train",
-          new TrainCommand());
+          new TrainCommand(),
+          "eval",
+          new EvalCommand(),
+          "merge",
+          new MergeCommand());
 
   private Main() {}
 
