@@ -40,6 +40,15 @@ public final class Natives {
     if (loaded) return;
     synchronized (Natives.class) {
       if (loaded) return;
+      // JavaCPP's own memory limits (maxBytes = -Xmx, maxPhysicalBytes = 4 x -Xmx by default)
+      // count every native byte of the process, libtorch's included: near them it forces GCs and
+      // then throws OutOfMemoryError, though Troupe frees tensors through scopes and owners, not
+      // the GC. Measured: a 16-layer LoRA step died at 1 GiB resident with -Xmx256m. Off unless
+      // set explicitly.
+      for (String limit :
+          new String[] {"org.bytedeco.javacpp.maxBytes", "org.bytedeco.javacpp.maxPhysicalBytes"}) {
+        if (System.getProperty(limit) == null) System.setProperty(limit, "0");
+      }
       try {
         File cache = Loader.getCacheDir();
         Files.createDirectories(cache.toPath());

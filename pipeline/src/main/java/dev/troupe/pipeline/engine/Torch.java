@@ -67,6 +67,20 @@ public final class Torch {
     return t;
   }
 
+  /**
+   * Gives a tensor held with {@link #keep} to the innermost open {@link
+   * org.bytedeco.javacpp.PointerScope} (which then frees it), or leaves it to the caller where none
+   * is open. Returns the tensor.
+   */
+  public static Tensor handOver(Tensor kept) {
+    org.bytedeco.javacpp.PointerScope scope = org.bytedeco.javacpp.PointerScope.getInnerScope();
+    if (scope != null) {
+      scope.attach(kept);
+      kept.releaseReference();
+    }
+    return kept;
+  }
+
   /** A scalar for libtorch's arithmetic. */
   public static Scalar scalar(double value) {
     return new Scalar(value);

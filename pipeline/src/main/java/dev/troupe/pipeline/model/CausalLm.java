@@ -130,9 +130,48 @@ public final class CausalLm implements AutoCloseable {
     long seq = hidden.size(1);
     Rotary rope = Rotary.of(config, seq, dtype.scalarType());
     Tensor mask = slidingWindowMask(seq);
+    // One scope per layer: only its output survives it. (Under autograd the graph still keeps
+    // what backward needs; without one, this bounds the memory to about one layer's activations.)
     Tensor h = hidden;
-    for (DecoderLayer layer : layers) h = layer.forward(h, rope, mask, reduce);
-    return h;
+    boolean owned = false;
+    for (DecoderLayer layer : layers) {
+      Tensor next;
+      try (PointerScope scope = new PointerScope()) {
+        next = Torch.keep(layer.forward(h, rope, mask, reduce));
+      }
+      if (owned) h.close();
+      h = next;
+      owned = true;
+    }
+    return owned ? Torch.handOver(h) : h;
+  }
+
+  /** Number of decoder layers this stage holds. */
+  public int layerCount() {
+    return layers.size();
+  }
+
+  /**
+   * Runs this stage's {@code index}-th decoder layer alone (0 = its first). The trainer drives
+   * layers one at a time where it needs to: per-layer random seeds for dropout, and recomputing a
+   * layer in the backward pass (gradient checkpointing).
+   */
+  public Tensor forwardLayer(int index, Tensor hidden, AllReduce reduce) {
+    long seq = hidden.size(1);
+    Tensor out;
+    try (PointerScope scope = new PointerScope()) {
+      // only the output leaves: the layer's intermediates are freed here (or kept by autograd)
+      out =
+          Torch.keep(
+              layers
+                  .get(index)
+                  .forward(
+                      hidden,
+                      Rotary.of(config, seq, dtype.scalarType()),
+                      slidingWindowMask(seq),
+                      reduce));
+    }
+    return Torch.handOver(out);
   }
 
   /**

@@ -4,7 +4,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
-/** The process's resident set size, from /proc (Linux); -1 where it cannot be read. */
+/** The process's resident set size now and at its peak, from /proc (Linux); -1 where unreadable. */
 final class ResidentMemory {
   private static final Path STATM = Path.of("/proc/self/statm");
 
@@ -14,6 +14,18 @@ final class ResidentMemory {
     try {
       String[] f = Files.readString(STATM).trim().split("\\s+");
       return Long.parseLong(f[1]) * 4096L; // pages; 4 KiB on x86-64 Linux
+    } catch (IOException | RuntimeException e) {
+      return -1;
+    }
+  }
+
+  /** The largest resident set size so far (VmHWM). */
+  static long peakBytes() {
+    try {
+      for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
+        if (line.startsWith("VmHWM:")) return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024L;
+      }
+      return -1;
     } catch (IOException | RuntimeException e) {
       return -1;
     }

@@ -8,8 +8,10 @@ import dev.troupe.pipeline.model.CausalLm;
 import java.util.ArrayList;
 import java.util.List;
 import org.bytedeco.javacpp.PointerScope;
+import org.bytedeco.pytorch.BoolOptional;
 import org.bytedeco.pytorch.NoGradGuard;
 import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorArrayRefOptional;
 import org.bytedeco.pytorch.global.torch;
 
 /**
@@ -32,6 +34,11 @@ public final class TrainStep {
   /**
    * @param lossScale the fp16 loss scale (1 in fp32 and bf16)
    * @param maxGradNorm clip threshold; 0 = no clipping
+   * @param stepSeed seeds libtorch's generator before every layer of every microbatch (mixed with
+   *     the microbatch and layer index), so dropout masks are a function of the step and a layer
+   *     recomputed in the backward pass draws the same masks as its first forward
+   * @param checkpointing recompute each decoder layer during backward instead of keeping its
+   *     activations: the same gradients, less memory, about one more forward of compute
    */
   public static Result run(
       CausalLm model,
@@ -40,22 +47,24 @@ public final class TrainStep {
       List<Batch> microbatches,
       double lr,
       double maxGradNorm,
-      double lossScale) {
+      double lossScale,
+      long stepSeed,
+      boolean checkpointing) {
     long tokens = microbatches.stream().mapToLong(Batch::labelTokens).sum();
     List<Tensor> params = lora.parameters();
     double lossSum = 0;
-    for (Batch b : microbatches) {
+    for (int mb = 0; mb < microbatches.size(); mb++) {
+      Batch b = microbatches.get(mb);
       // One scope per microbatch: its activations are freed as soon as its backward is done.
       try (PointerScope scope = new PointerScope()) {
         Tensor ids = Torch.fromLongs(b.inputIds(), b.rows(), b.seqLen());
         Tensor labels = Torch.fromLongs(b.labels(), b.rows(), b.seqLen());
-        Tensor logits = model.logits(model.forwardLayers(model.embed(ids), AllReduce.NONE));
-        Tensor sum = CausalLmLoss.sum(logits, labels);
-        lossSum += sum.item_double(); // host waits for this microbatch's forward here
-        if (tokens > 0) {
-          // d(step loss)/d(theta) accumulates over microbatches: each contributes sum / all tokens.
-          sum.mul(Torch.scalar(lossScale / tokens)).backward();
-        }
+        // d(step loss)/d(theta) accumulates over microbatches: each contributes sum / all tokens.
+        double weight = tokens > 0 ? lossScale / tokens : 0;
+        lossSum +=
+            checkpointing
+                ? forwardBackwardRecomputing(model, ids, labels, weight, stepSeed, mb)
+                : forwardBackward(model, ids, labels, weight, stepSeed, mb);
       }
     }
     try (PointerScope scope = new PointerScope();
@@ -86,5 +95,72 @@ public final class TrainStep {
       }
       return new Result(tokens > 0 ? lossSum / tokens : 0.0, norm, tokens, !finite);
     }
+  }
+
+  /** Forward keeping every activation, then one backward. Returns the summed loss. */
+  private static double forwardBackward(
+      CausalLm model, Tensor ids, Tensor labels, double weight, long stepSeed, int mb) {
+    Tensor h = model.embed(ids);
+    for (int i = 0; i < model.layerCount(); i++) {
+      seed(stepSeed, mb, i);
+      h = model.forwardLayer(i, h, AllReduce.NONE);
+    }
+    Tensor sum = CausalLmLoss.sum(model.logits(h), labels);
+    double value = sum.item_double(); // host waits for this microbatch's forward here
+    if (weight > 0) sum.mul(Torch.scalar(weight)).backward();
+    return value;
+  }
+
+  /**
+   * Gradient checkpointing: a forward without autograd that keeps only each layer's input, the
+   * head's backward, then for each layer from the top its forward again (same seed, so the same
+   * dropout masks) and its backward with the gradient that came down from above.
+   */
+  private static double forwardBackwardRecomputing(
+      CausalLm model, Tensor ids, Tensor labels, double weight, long stepSeed, int mb) {
+    int n = model.layerCount();
+    Tensor[] inputs = new Tensor[n + 1];
+    try (NoGradGuard noGrad = new NoGradGuard()) {
+      inputs[0] = model.embed(ids);
+      for (int i = 0; i < n; i++) {
+        seed(stepSeed, mb, i);
+        inputs[i + 1] = model.forwardLayer(i, inputs[i], AllReduce.NONE);
+      }
+    }
+    Tensor top = inputs[n].detach();
+    top.set_requires_grad(true);
+    Tensor sum = CausalLmLoss.sum(model.logits(top), labels);
+    double value = sum.item_double();
+    if (weight <= 0) return value;
+    sum.mul(Torch.scalar(weight)).backward();
+    Tensor grad = top.grad(); // owned by the microbatch's scope
+    boolean owned = false;
+    for (int i = n - 1; i >= 0; i--) {
+      Tensor below = null;
+      try (PointerScope layerScope = new PointerScope()) {
+        Tensor x = inputs[i].detach();
+        if (i > 0) x.set_requires_grad(true); // the embedding is frozen: no gradient below layer 0
+        seed(stepSeed, mb, i);
+        Tensor y = model.forwardLayer(i, x, AllReduce.NONE);
+        y.backward(grad, new BoolOptional(), false, new TensorArrayRefOptional());
+        // the gradient for the layer below outlives this layer's recomputed activations
+        // grad() is a reference into x, which this scope frees: take a handle of its own
+        if (i > 0) below = Torch.keep(x.grad().detach());
+      }
+      if (owned) grad.close();
+      grad = below;
+      owned = true;
+    }
+    return value;
+  }
+
+  /** Seeds libtorch's generator for one layer of one microbatch of a step. */
+  private static void seed(long stepSeed, int microbatch, int layer) {
+    long s =
+        stepSeed * 0x9E3779B97F4A7C15L
+            + microbatch * 0xBF58476D1CE4E5B9L
+            + layer * 0x94D049BB133111EBL;
+    s ^= s >>> 31;
+    torch.manual_seed(s);
   }
 }

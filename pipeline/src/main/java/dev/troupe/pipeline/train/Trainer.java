@@ -43,11 +43,6 @@ public final class Trainer {
    * eval.
    */
   public Evaluator.Result run() throws IOException {
-    if (job.gradientCheckpointing()) {
-      // Refuse rather than silently train without it: the user asked for less memory.
-      throw new IllegalArgumentException(
-          job.file() + ": gradient-checkpointing = true is not supported yet; set it to false");
-    }
     Torch.init();
     if (job.threads() > 0) torch.set_num_threads(job.threads());
     Files.createDirectories(job.output());
@@ -114,8 +109,6 @@ public final class Trainer {
       TensorBoardWriter tb,
       ProgressReporter progress)
       throws IOException {
-    torch.manual_seed(
-        job.seed() + step); // dropout masks: a function of (seed, step), so resume repeats them
     int[] indices = plan.step(step);
     List<Batch> micro = new ArrayList<>();
     for (int i = 0; i < indices.length; i += job.batch().micro()) {
@@ -131,9 +124,19 @@ public final class Trainer {
     double scale = fp16 ? state.scaler().scale() : 1.0;
     long t0 = System.nanoTime();
     model.lendLora(s.lora().weights(), job.lora().dropout());
+    // dropout masks are a function of (seed, step): a resumed run repeats them
+    long stepSeed = job.seed() * 1_000_003L + step;
     TrainStep.Result r =
         TrainStep.run(
-            model, s.lora(), s.optimizer(), micro, lr, job.optimizer().maxGradNorm(), scale);
+            model,
+            s.lora(),
+            s.optimizer(),
+            micro,
+            lr,
+            job.optimizer().maxGradNorm(),
+            scale,
+            stepSeed,
+            job.gradientCheckpointing());
     double seconds = (System.nanoTime() - t0) / 1e9;
     LossScaler scaler = fp16 ? state.scaler().update(r.skipped()) : state.scaler();
     Map<String, Object> m = new LinkedHashMap<>();
@@ -147,6 +150,7 @@ public final class Trainer {
     m.put("loss_scale", scale);
     m.put("skipped", r.skipped());
     m.put("mem_bytes", ResidentMemory.bytes());
+    m.put("peak_mem_bytes", ResidentMemory.peakBytes());
     metrics.write(m);
     for (String k : List.of("loss", "lr", "grad_norm", "tokens_per_s", "loss_scale", "mem_bytes")) {
       tb.scalar("train/" + k, step + 1, ((Number) m.get(k)).doubleValue());

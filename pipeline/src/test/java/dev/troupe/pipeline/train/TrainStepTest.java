@@ -75,6 +75,11 @@ class TrainStepTest {
    * LoRA params after 3 steps with the global batch of 4 cut into microbatches of {@code micro}.
    */
   static float[] train(int micro, List<Double> losses) throws Exception {
+    return train(micro, losses, false, 0.0);
+  }
+
+  static float[] train(int micro, List<Double> losses, boolean checkpointing, double dropout)
+      throws Exception {
     try (CausalLm lm = CausalLm.load(model, ComputeDtype.FP32, null);
         LoraParameters lora =
             LoraParameters.initialize(
@@ -84,12 +89,13 @@ class TrainStepTest {
                 EnumSet.of(LoraTarget.Q_PROJ, LoraTarget.V_PROJ, LoraTarget.DOWN_PROJ),
                 3);
         AdamW opt = new AdamW(lora.parameters(), 0.9, 0.999, 1e-8, 0.01)) {
-      lm.lendLora(lora.weights(), 0.0);
+      lm.lendLora(lora.weights(), dropout);
       for (int step = 0; step < 3; step++) {
         List<Batch> batches = new ArrayList<>();
         for (int i = 0; i < 4; i += micro)
           batches.add(Batch.of(EXAMPLES.subList(i, i + micro), 16, 0));
-        TrainStep.Result r = TrainStep.run(lm, lora, opt, batches, 1e-2, 1.0, 1.0);
+        TrainStep.Result r =
+            TrainStep.run(lm, lora, opt, batches, 1e-2, 1.0, 1.0, 100 + step, checkpointing);
         assertFalse(r.skipped());
         losses.add(r.loss());
       }
@@ -115,6 +121,22 @@ class TrainStepTest {
     for (int i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
     assertTrue(worst < 1e-6, "parameters differ by " + worst);
     assertTrue(whole.get(2) < whole.get(0), "training lowers the loss: " + whole);
+  }
+
+  @Test
+  void gradientCheckpointingGivesTheSameGradients() throws Exception {
+    // dropout 0.1: the recomputed layers must draw the same masks as their first forward
+    List<Double> kept = new ArrayList<>();
+    List<Double> recomputed = new ArrayList<>();
+    float[] a = train(2, kept, false, 0.1);
+    float[] b = train(2, recomputed, true, 0.1);
+    assertEquals(kept, recomputed);
+    float worst = 0;
+    for (int i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+    assertTrue(worst < 1e-6, "parameters differ by " + worst);
+    List<Double> noDropout = new ArrayList<>();
+    train(2, noDropout, false, 0.0);
+    assertTrue(!noDropout.get(2).equals(kept.get(2)), "dropout 0.1 changes the trajectory");
   }
 
   @Test
