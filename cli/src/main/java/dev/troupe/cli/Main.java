@@ -16,6 +16,9 @@ public final class Main {
       usage: troupe <command> [options]
 
       commands:
+        demo       [--out DIR] [--precision fp32|bf16|fp16] [--steps N]
+                                             the main job on embedded defaults: builds (once) a small base
+                                             model, fine-tunes it on a new task, shows accuracy before/after
         init-model --preset tiny|bench-s|bench-m --out DIR [--seed N] [--weights-dtype f32|bf16|f16]
                    [--max-shard-mb N]        a randomly initialised model in Hugging Face layout
         score      --model DIR [--adapter DIR] --ids "1,5,9;3,4,5" --out FILE.safetensors
@@ -49,7 +52,9 @@ public final class Main {
           "eval",
           new EvalCommand(),
           "merge",
-          new MergeCommand());
+          new MergeCommand(),
+          "demo",
+          new DemoCommand());
 
   private Main() {}
 

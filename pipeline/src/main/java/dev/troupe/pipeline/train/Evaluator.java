@@ -75,7 +75,9 @@ public final class Evaluator {
       if (reference == null || prompt == null || prompt.length == 0) continue;
       long[] out = GreedyDecoder.generate(model, prompt, maxNewTokens, eos);
       scored++;
-      if (tokenizer.decode(out, true).strip().equals(reference.strip())) right++;
+      // a model's vocabulary may be larger than its tokenizer's: such ids cannot match any text
+      boolean decodable = java.util.Arrays.stream(out).allMatch(id -> id < tokenizer.vocabSize());
+      if (decodable && tokenizer.decode(out, true).strip().equals(reference.strip())) right++;
     }
     return scored == 0 ? Double.NaN : (double) right / scored;
   }
