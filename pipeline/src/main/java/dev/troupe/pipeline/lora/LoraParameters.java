@@ -1,16 +1,16 @@
 package dev.troupe.pipeline.lora;
 
+import dev.troupe.pipeline.engine.ComputeDtype;
 import dev.troupe.pipeline.engine.Torch;
 import dev.troupe.pipeline.model.ModelConfig;
 import dev.troupe.pipeline.model.ModelFormatException;
+import dev.troupe.pipeline.model.WeightReader;
 import dev.troupe.pipeline.safetensors.DType;
 import dev.troupe.pipeline.safetensors.TensorData;
-import dev.troupe.pipeline.safetensors.TensorInfo;
 import dev.troupe.pipeline.safetensors.TensorSource;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.Collections;
 import java.util.EnumSet;
 import java.util.List;
@@ -108,25 +108,10 @@ public final class LoraParameters implements AutoCloseable {
     return read(adapter.weights(), name, shape);
   }
 
+  /** An FP32 copy of a named tensor, checked against the shape the model implies. */
   private static Tensor read(TensorSource source, String name, long[] shape)
       throws ModelFormatException {
-    TensorInfo info = source.info(name);
-    if (!Arrays.equals(info.shape(), shape)) {
-      throw new ModelFormatException(
-          source.path(),
-          name
-              + " has shape "
-              + Arrays.toString(info.shape())
-              + " but the configuration implies "
-              + Arrays.toString(shape));
-    }
-    try (Tensor raw = Torch.fromBytes(source.data(name), info.dtype(), shape)) {
-      return raw.to(
-          org.bytedeco.pytorch.global.torch.ScalarType.Float,
-          false,
-          true,
-          new org.bytedeco.pytorch.MemoryFormatOptional());
-    }
+    return new WeightReader(source, ComputeDtype.FP32).read(name, shape);
   }
 
   private static LoraWeights trainable(Tensor a, Tensor b, double scaling) {

@@ -49,6 +49,14 @@ record TrainingSetup(
                   + " needs the model's tokenizer.json");
         }
         tokenizer = TextTokenizer.open(job.model());
+        if (format == Format.CHAT && hasChatTemplate(job.model())) {
+          out.println(
+              "note: "
+                  + job.model().resolve("tokenizer_config.json")
+                  + " has a chat_template; Troupe cannot run Jinja chat templates yet and formats"
+                  + " conversations with its own default (see JsonlDataset), which the model may"
+                  + " not have been trained with");
+        }
       }
       long eosId = eos.isEmpty() ? -1 : eos.get(0);
       TextEncoding encoding =
@@ -127,5 +135,17 @@ record TrainingSetup(
     lora.close();
     if (tokenizer != null) tokenizer.close();
     model.close();
+  }
+
+  private static boolean hasChatTemplate(java.nio.file.Path modelDir) {
+    java.nio.file.Path f = modelDir.resolve("tokenizer_config.json");
+    try {
+      return java.nio.file.Files.isRegularFile(f)
+          && new com.fasterxml.jackson.databind.ObjectMapper()
+              .readTree(f.toFile())
+              .hasNonNull("chat_template");
+    } catch (IOException e) {
+      return false;
+    }
   }
 }
