@@ -57,7 +57,7 @@ final class GenerateCommand implements Main.Command {
                   .mapToObj(Long::toString)
                   .collect(Collectors.joining(",", "[", "]")));
         } else if (tokenizer != null) {
-          out.println(tokenizer.decode(generated, true));
+          out.println(decode(tokenizer, generated));
         } else {
           out.println(
               Arrays.stream(generated).mapToObj(Long::toString).collect(Collectors.joining(" ")));
@@ -67,5 +67,22 @@ final class GenerateCommand implements Main.Command {
       }
     }
     return 0;
+  }
+
+  /**
+   * The text of generated ids. A model's vocabulary may be larger than its tokenizer's (random
+   * models, padded embeddings): ids the tokenizer does not know are shown as {@code [id N]}.
+   */
+  static String decode(TextTokenizer tokenizer, long[] ids) {
+    StringBuilder text = new StringBuilder();
+    int start = 0;
+    for (int i = 0; i <= ids.length; i++) {
+      if (i == ids.length || ids[i] >= tokenizer.vocabSize()) {
+        if (i > start) text.append(tokenizer.decode(Arrays.copyOfRange(ids, start, i), true));
+        if (i < ids.length) text.append("[id ").append(ids[i]).append(']');
+        start = i + 1;
+      }
+    }
+    return text.toString();
   }
 }
