@@ -3,6 +3,7 @@ package dev.troupe.cli;
 import dev.troupe.pipeline.data.Format;
 import dev.troupe.pipeline.data.JsonlDataset;
 import dev.troupe.pipeline.data.TextEncoding;
+import dev.troupe.pipeline.data.chat.ChatTemplate;
 import dev.troupe.pipeline.tokenizer.TextTokenizer;
 import dev.troupe.pipeline.train.Evaluator;
 import java.io.PrintStream;
@@ -29,7 +30,8 @@ final class EvalCommand implements Main.Command {
             "batch",
             "max-new-tokens",
             "compare-adapter",
-            "compare-model"));
+            "compare-model",
+            "chat-template"));
     Args args = Args.parse("eval", argv, names, Set.of());
     ModelOptions options = ModelOptions.from("eval", args);
     Format format;
@@ -41,8 +43,14 @@ final class EvalCommand implements Main.Command {
     int seqLen = args.intValue("seq-len", 512, 2);
     int batch = args.intValue("batch", 4, 1);
     int maxNew = args.intValue("max-new-tokens", 64, 1);
+    String templateChoice = args.get("chat-template", "model");
+    if (!templateChoice.equals("model") && !templateChoice.equals("default")) {
+      throw new UsageException(
+          "eval: --chat-template must be model or default, got " + templateChoice);
+    }
+    boolean modelTemplate = templateChoice.equals("model");
     Path data = args.path("data");
-    Evaluator.Result first = evaluate(options, data, format, seqLen, batch, maxNew);
+    Evaluator.Result first = evaluate(options, data, format, seqLen, batch, maxNew, modelTemplate);
     print(out, describe(options), first);
     if (args.has("compare-adapter") || args.has("compare-model")) {
       ModelOptions other =
@@ -51,7 +59,7 @@ final class EvalCommand implements Main.Command {
               args.has("compare-adapter") ? Path.of(args.require("compare-adapter")) : null,
               options.dtype(),
               options.threads());
-      Evaluator.Result second = evaluate(other, data, format, seqLen, batch, maxNew);
+      Evaluator.Result second = evaluate(other, data, format, seqLen, batch, maxNew, modelTemplate);
       print(out, describe(other), second);
       if (!Double.isNaN(first.exactMatch()) && second.exactMatch() > 0) {
         out.printf(
@@ -68,7 +76,13 @@ final class EvalCommand implements Main.Command {
   }
 
   static Evaluator.Result evaluate(
-      ModelOptions options, Path data, Format format, int seqLen, int batch, int maxNew)
+      ModelOptions options,
+      Path data,
+      Format format,
+      int seqLen,
+      int batch,
+      int maxNew,
+      boolean modelTemplate)
       throws Exception {
     try (ModelOptions.Loaded loaded = options.load()) {
       TextTokenizer tokenizer =
@@ -87,7 +101,10 @@ final class EvalCommand implements Main.Command {
                 new TextEncoding(
                     format == Format.TOKENS ? null : tokenizer,
                     loaded.hf().config().bosTokenId(),
-                    eosId),
+                    eosId,
+                    format == Format.CHAT && modelTemplate
+                        ? ChatTemplate.fromModel(options.model()).orElse(null)
+                        : null),
                 seqLen,
                 false);
         return Evaluator.run(

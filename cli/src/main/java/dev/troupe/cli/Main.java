@@ -28,6 +28,7 @@ public final class Main {
                                              resumes from the newest valid checkpoint in its output folder
         eval       --model DIR [--adapter DIR] --data FILE.jsonl [--format alpaca|chat|tokens]
                    [--compare-adapter DIR | --compare-model DIR] [--seq-len N] [--batch N] [--max-new-tokens N]
+                   [--chat-template model|default]
                                              eval loss, perplexity and exact-match accuracy; with a second
                                              adapter or model, both on the same data and their ratio
         merge      --model DIR --adapter DIR --out DIR

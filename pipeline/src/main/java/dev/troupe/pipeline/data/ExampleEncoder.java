@@ -1,7 +1,11 @@
 package dev.troupe.pipeline.data;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import dev.troupe.pipeline.data.chat.ChatTemplate;
+import dev.troupe.pipeline.data.chat.TemplateException;
 import dev.troupe.pipeline.tokenizer.TextTokenizer;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Objects;
 import java.util.Set;
 
@@ -102,6 +106,9 @@ final class ExampleEncoder {
     if (lastAssistant < 0) {
       throw new LineProblem("no assistant message in \"messages\"");
     }
+    if (encoding.chatTemplate() != null) {
+      return templated(roles, contents, lastAssistant);
+    }
     TokenSequence seq = new TokenSequence();
     seq.add(encoding.bosId(), false);
     StringBuilder context = new StringBuilder();
@@ -123,6 +130,66 @@ final class ExampleEncoder {
       seq.addAll(encode(context.toString(), "messages after the last assistant message"), false);
     }
     return seq;
+  }
+
+  /**
+   * A conversation through the model's chat template. Rendering grows the text one message at a
+   * time: the text of messages {@code [0, i)} with the generation prompt is the context of
+   * assistant message {@code i} (not in the loss), and what rendering message {@code i} adds to it
+   * is the assistant's turn (in the loss, with whatever end-of-turn text the template writes). The
+   * pieces are tokenized separately, so a token never spans the boundary between prompt and
+   * response.
+   */
+  private TokenSequence templated(String[] roles, String[] contents, int lastAssistant)
+      throws LineProblem {
+    ChatTemplate template = encoding.chatTemplate();
+    List<ChatTemplate.Message> messages = new ArrayList<>();
+    for (int i = 0; i < roles.length; i++) {
+      messages.add(new ChatTemplate.Message(roles[i], contents[i]));
+    }
+    TokenSequence seq = new TokenSequence();
+    String done = "";
+    for (int i = 0; i <= lastAssistant; i++) {
+      if (!roles[i].equals("assistant")) {
+        continue;
+      }
+      String context = render(template, messages.subList(0, i), true);
+      String turn = render(template, messages.subList(0, i + 1), false);
+      if (!context.startsWith(done) || !turn.startsWith(context)) {
+        throw new LineProblem(
+            template.origin()
+                + " does not render messages[0.."
+                + i
+                + "] as an extension of the shorter conversation, so the assistant's tokens"
+                + " cannot be told apart; use Troupe's default chat format (data.chat-template ="
+                + " default)");
+      }
+      seq.addAll(
+          encode(context.substring(done.length()), "text before messages[" + i + "]"), false);
+      if (i == lastAssistant) {
+        seq.endPrompt(contents[i]);
+      }
+      seq.addAll(encode(turn.substring(context.length()), "messages[" + i + "]"), true);
+      done = turn;
+    }
+    String all = render(template, messages, false);
+    if (!all.startsWith(done)) {
+      throw new LineProblem(
+          template.origin() + " renders the whole conversation differently from its beginning");
+    }
+    seq.addAll(
+        encode(all.substring(done.length()), "messages after the last assistant message"), false);
+    return seq;
+  }
+
+  private static String render(
+      ChatTemplate template, List<ChatTemplate.Message> messages, boolean generationPrompt)
+      throws LineProblem {
+    try {
+      return template.render(messages, generationPrompt);
+    } catch (TemplateException e) {
+      throw new LineProblem(e.getMessage());
+    }
   }
 
   private TokenSequence tokens(JsonNode record) throws LineProblem {

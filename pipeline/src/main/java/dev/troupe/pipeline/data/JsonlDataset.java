@@ -32,11 +32,14 @@ import java.util.Objects;
  *       {@code [bos] + encode(prompt) + encode(output) + [eos]} (prompt and output encoded apart,
  *       so the boundary is exact); only the output tokens and eos are labelled.
  *   <li>{@link Format#CHAT}: {@code {"messages": [{"role": "system"|"user"|"assistant", "content":
- *       str}, ...]}} with at least one assistant message. A fixed default template is used: {@code
- *       [bos]}, then each message as {@code "<|{role}|>\n{content}\n"}, except that an assistant
- *       message is {@code "<|assistant|>\n{content}"} followed by the eos token. Only assistant
- *       contents and their eos tokens are labelled. The tokenizer's own (Jinja) chat template is
- *       not supported yet. Text between assistant contents is encoded as one piece.
+ *       str}, ...]}} with at least one assistant message. With a {@link TextEncoding#chatTemplate()
+ *       chat template} (the model's own), the text is what the template renders, and what rendering
+ *       each assistant message adds to the conversation before it (rendered with the generation
+ *       prompt) is labelled, end-of-turn text included; no bos or eos is added (the template writes
+ *       its own). Without one, Troupe's default template is used: {@code [bos]}, then each message
+ *       as {@code "<|{role}|>\n{content}\n"}, except that an assistant message is {@code
+ *       "<|assistant|>\n{content}"} followed by the eos token; only assistant contents and their
+ *       eos tokens are labelled. Text between assistant contents is encoded as one piece.
  *   <li>{@link Format#TOKENS}: {@code {"input_ids": [int], "labels": [int] (optional, default
  *       input_ids)}}, non-empty, of equal length; ids {@code >= 0} (and below the vocabulary size
  *       when a tokenizer is given), labels likewise or {@code -100}. Nothing is added.

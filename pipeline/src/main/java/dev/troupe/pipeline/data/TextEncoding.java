@@ -1,13 +1,17 @@
 package dev.troupe.pipeline.data;
 
+import dev.troupe.pipeline.data.chat.ChatTemplate;
 import dev.troupe.pipeline.tokenizer.TextTokenizer;
 
 /**
  * How text becomes tokens: the tokenizer ({@code null} allowed only for {@link Format#TOKENS}), the
- * bos id ({@code -1} = none) put first, and the eos id appended after the response / each assistant
- * turn ({@code -1} = none; for {@link Format#TOKENS} neither is added).
+ * bos id ({@code -1} = none) put first, the eos id appended after the response / each assistant
+ * turn ({@code -1} = none; for {@link Format#TOKENS} neither is added), and the model's chat
+ * template for {@link Format#CHAT} ({@code null}: Troupe's default chat format). A chat template
+ * writes its own special tokens, so with one neither bos nor eos is added to chat examples.
  */
-public record TextEncoding(TextTokenizer tokenizer, long bosId, long eosId) {
+public record TextEncoding(
+    TextTokenizer tokenizer, long bosId, long eosId, ChatTemplate chatTemplate) {
 
   /**
    * Checks the ids.
@@ -18,6 +22,11 @@ public record TextEncoding(TextTokenizer tokenizer, long bosId, long eosId) {
   public TextEncoding {
     checkId("bosId", bosId, tokenizer);
     checkId("eosId", eosId, tokenizer);
+  }
+
+  /** An encoding with Troupe's default chat format. */
+  public TextEncoding(TextTokenizer tokenizer, long bosId, long eosId) {
+    this(tokenizer, bosId, eosId, null);
   }
 
   /** An encoding without tokenizer and special tokens, enough for {@link Format#TOKENS}. */

@@ -103,7 +103,8 @@ final class JobConfigParser {
             r.path("data.eval", false),
             r.enumValue("data.format", Format.class),
             r.bool("data.shuffle"),
-            r.bool("data.skip-malformed"));
+            r.bool("data.skip-malformed"),
+            r.enumValue("data.chat-template", DataSettings.ChatTemplateChoice.class));
     LoraSettings lora =
         new LoraSettings(
             r.smallInteger("lora.r", 1),

@@ -3,7 +3,9 @@ package dev.troupe.pipeline.train;
 import dev.troupe.pipeline.data.Format;
 import dev.troupe.pipeline.data.JsonlDataset;
 import dev.troupe.pipeline.data.TextEncoding;
+import dev.troupe.pipeline.data.chat.ChatTemplate;
 import dev.troupe.pipeline.engine.ComputeDtype;
+import dev.troupe.pipeline.job.DataSettings;
 import dev.troupe.pipeline.job.JobConfig;
 import dev.troupe.pipeline.lora.LoraParameters;
 import dev.troupe.pipeline.lora.LoraTarget;
@@ -49,19 +51,24 @@ record TrainingSetup(
                   + " needs the model's tokenizer.json");
         }
         tokenizer = TextTokenizer.open(job.model());
-        if (format == Format.CHAT && hasChatTemplate(job.model())) {
-          out.println(
-              "note: "
-                  + job.model().resolve("tokenizer_config.json")
-                  + " has a chat_template; Troupe cannot run Jinja chat templates yet and formats"
-                  + " conversations with its own default (see JsonlDataset), which the model may"
-                  + " not have been trained with");
+      }
+      ChatTemplate chatTemplate = null;
+      if (format == Format.CHAT) {
+        if (job.data().chatTemplate() == DataSettings.ChatTemplateChoice.MODEL) {
+          chatTemplate = ChatTemplate.fromModel(job.model()).orElse(null);
         }
+        out.println(
+            chatTemplate == null
+                ? "chat format: Troupe's default template (see JsonlDataset)"
+                : "chat format: " + chatTemplate.origin());
       }
       long eosId = eos.isEmpty() ? -1 : eos.get(0);
       TextEncoding encoding =
           new TextEncoding(
-              format == Format.TOKENS ? null : tokenizer, model.config().bosTokenId(), eosId);
+              format == Format.TOKENS ? null : tokenizer,
+              model.config().bosTokenId(),
+              eosId,
+              chatTemplate);
       int seqLen = job.batch().seqLen();
       JsonlDataset train =
           JsonlDataset.load(
@@ -135,17 +142,5 @@ record TrainingSetup(
     lora.close();
     if (tokenizer != null) tokenizer.close();
     model.close();
-  }
-
-  private static boolean hasChatTemplate(java.nio.file.Path modelDir) {
-    java.nio.file.Path f = modelDir.resolve("tokenizer_config.json");
-    try {
-      return java.nio.file.Files.isRegularFile(f)
-          && new com.fasterxml.jackson.databind.ObjectMapper()
-              .readTree(f.toFile())
-              .hasNonNull("chat_template");
-    } catch (IOException e) {
-      return false;
-    }
   }
 }

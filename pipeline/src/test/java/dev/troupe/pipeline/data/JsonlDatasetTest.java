@@ -8,11 +8,13 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.troupe.pipeline.data.chat.ChatTemplate;
 import dev.troupe.pipeline.tokenizer.TextTokenizer;
 import java.io.IOException;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.Map;
 import java.util.stream.LongStream;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -150,6 +152,69 @@ class JsonlDatasetTest {
         data.get(0));
     assertArrayEquals(header, data.promptIds(0));
     assertEquals("Welcome.", data.reference(0));
+  }
+
+  private static final String CHATML =
+      "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n"
+          + "' + m['content'] + '<|im_end|>\\n"
+          + "' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n"
+          + "' }}{% endif %}";
+
+  @Test
+  void chatWithTheModelsTemplateLabelsWhatEachAssistantTurnAdds() throws IOException {
+    Path file =
+        TestTokenizer.jsonl(
+            dir,
+            "c.jsonl",
+            "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"},"
+                + " {\"role\": \"user\", \"content\": \"Hi\"},"
+                + " {\"role\": \"assistant\", \"content\": \"Hello!\"},"
+                + " {\"role\": \"user\", \"content\": \"Bye\"},"
+                + " {\"role\": \"assistant\", \"content\": \"Goodbye.\"},"
+                + " {\"role\": \"user\", \"content\": \"ok\"}]}");
+    ChatTemplate template = ChatTemplate.parse(CHATML, "test template", Map.of());
+    JsonlDataset data =
+        JsonlDataset.load(
+            file, Format.CHAT, new TextEncoding(tok, BOS, EOS, template), 1024, false);
+    long[] context1 =
+        tok.encode(
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+                + "<|im_start|>assistant\n");
+    long[] turn1 = tok.encode("Hello!<|im_end|>\n");
+    long[] context2 = tok.encode("<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n");
+    long[] turn2 = tok.encode("Goodbye.<|im_end|>\n");
+    long[] tail = tok.encode("<|im_start|>user\nok<|im_end|>\n");
+    assertEquals(
+        new Example(
+            cat(context1, turn1, context2, turn2, tail),
+            cat(masked(context1), turn1, masked(context2), turn2, masked(tail))),
+        data.get(0));
+    assertArrayEquals(cat(context1, turn1, context2), data.promptIds(0));
+    assertEquals("Goodbye.", data.reference(0));
+  }
+
+  @Test
+  void aTemplateThatRaisesFailsWithFileAndLine() throws IOException {
+    Path file =
+        TestTokenizer.jsonl(
+            dir,
+            "c.jsonl",
+            "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"},"
+                + " {\"role\": \"assistant\", \"content\": \"b\"}]}",
+            "{\"messages\": [{\"role\": \"assistant\", \"content\": \"b\"}]}");
+    ChatTemplate template =
+        ChatTemplate.parse(
+            "{% if messages[0]['role'] != 'user' %}{{ raise_exception('must start with user')"
+                + " }}{% endif %}{% for m in messages %}{{ m['content'] }}{% endfor %}",
+            "strict template", Map.of());
+    DataFormatException e =
+        assertThrows(
+            DataFormatException.class,
+            () ->
+                JsonlDataset.load(
+                    file, Format.CHAT, new TextEncoding(tok, -1, EOS, template), 1024, false));
+    assertTrue(e.getMessage().contains("c.jsonl:2"), e.getMessage());
+    assertTrue(e.getMessage().contains("must start with user"), e.getMessage());
   }
 
   @Test

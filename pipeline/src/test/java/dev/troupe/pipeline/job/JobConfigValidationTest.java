@@ -91,9 +91,9 @@ class JobConfigValidationTest {
           optimizer { lr = 1e-4, learning-rate = 1 }  | optimizer.learning-rate: unknown key (known: betas, eps, lr, max-grad-norm, schedule, warmup-steps, weight-decay)
           batch.size = 8                              | batch.size: unknown key (known: global, micro, seq-len)
           lora { rank = 8, r = 4 }                    | lora.rank: unknown key (known: alpha, dropout, init, r, targets)
-          data { extra { a = 1 } }                    | data.extra: unknown key (known: eval, format, shuffle, skip-malformed, train)
+          data { extra { a = 1 } }                    | data.extra: unknown key (known: chat-template, eval, format, shuffle, skip-malformed, train)
           precision.mode.bits = 16                    | precision.mode: must be one of fp32, bf16, fp16, got {"bits":16}
-          data = null                                 | data: must be an object with keys eval, format, shuffle, skip-malformed, train, got null
+          data = null                                 | data: must be an object with keys chat-template, eval, format, shuffle, skip-malformed, train, got null
           lora = 5                                    | lora: must be an object with keys alpha, dropout, init, r, targets, got 5
           """)
   void unknownOrMisplacedKey(String snippet, String expected) {
