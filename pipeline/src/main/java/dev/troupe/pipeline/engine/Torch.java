@@ -86,6 +86,11 @@ public final class Torch {
     return new Scalar(value);
   }
 
+  /** An integer scalar, for integer and bitwise arithmetic. */
+  public static Scalar intScalar(long value) {
+    return new Scalar(value);
+  }
+
   /** Copies little-endian tensor bytes (e.g. a mapped safetensors region) into a new tensor. */
   public static Tensor fromBytes(ByteBuffer bytes, DType dtype, long... shape) {
     long numel = 1;

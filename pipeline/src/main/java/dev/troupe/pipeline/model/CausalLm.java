@@ -6,9 +6,11 @@ import dev.troupe.pipeline.lora.LoraKey;
 import dev.troupe.pipeline.lora.LoraTarget;
 import dev.troupe.pipeline.lora.LoraWeights;
 import dev.troupe.pipeline.lora.PeftAdapter;
+import dev.troupe.pipeline.quant.QuantFormat;
 import dev.troupe.pipeline.safetensors.TensorSource;
 import java.util.List;
 import java.util.Map;
+import java.util.function.Function;
 import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
@@ -71,7 +73,112 @@ public final class CausalLm implements AutoCloseable {
       ShardSpec shard,
       PeftAdapter adapter)
       throws ModelFormatException {
-    return new ModelLoader(config, weights, dtype, shard, adapter).load(stage);
+    return load(config, weights, dtype, stage, shard, adapter, null);
+  }
+
+  /**
+   * Loads one stage and shard with the frozen weight of each decoder linear layer held as {@code
+   * quantization} says ({@code null}: none quantized). Embedding, norms and head stay in {@code
+   * dtype}.
+   */
+  public static CausalLm load(
+      ModelConfig config,
+      TensorSource weights,
+      ComputeDtype dtype,
+      StageSpec stage,
+      ShardSpec shard,
+      PeftAdapter adapter,
+      Function<LoraKey, QuantFormat> quantization)
+      throws ModelFormatException {
+    return new ModelLoader(config, weights, dtype, shard, adapter, quantization).load(stage);
+  }
+
+  /** The whole model with quantized decoder linear layers. */
+  public static CausalLm loadQuantized(
+      HfModel model, ComputeDtype dtype, Function<LoraKey, QuantFormat> quantization)
+      throws ModelFormatException {
+    return load(
+        model.config(),
+        model.weights(),
+        dtype,
+        StageSpec.full(model.config()),
+        ShardSpec.NONE,
+        null,
+        quantization);
+  }
+
+  /** How the frozen weight of a linear layer (global layer index) is held. */
+  public QuantFormat format(LoraKey key) {
+    return linear(key).format();
+  }
+
+  /** Bytes held by the frozen weights of the decoder linear layers, embedding and head. */
+  public long frozenWeightBytes() {
+    long bytes = 0;
+    for (DecoderLayer layer : layers) {
+      for (LoraTarget t : LoraTarget.values()) bytes += layer.linear(t).weightBytes();
+    }
+    if (embedding != null) bytes += embedding.nbytes();
+    if (head != null && head != embedding) bytes += head.nbytes();
+    return bytes;
+  }
+
+  /**
+   * Replaces the frozen weight of one linear layer with {@code dense} (its values for this shard,
+   * any float dtype), held as {@code format}; {@code dense} is not kept.
+   */
+  public void requantize(LoraKey key, Tensor dense, QuantFormat format) {
+    try (PointerScope scope = new PointerScope()) {
+      Tensor w = format == QuantFormat.NONE ? dense.to(dtype.scalarType()) : dense;
+      linear(key).requantize(w, format);
+    }
+  }
+
+  /**
+   * The base output {@code x W^T (+ b)} of one linear layer as it is held now, without adapter: x
+   * [..., in] in the compute dtype. The caller owns the result.
+   */
+  public Tensor linearBase(LoraKey key, Tensor x) {
+    try (PointerScope scope = new PointerScope()) {
+      return Torch.keep(linear(key).base(x));
+    }
+  }
+
+  private Linear linear(LoraKey key) {
+    int local = key.layer() - stage.firstLayer();
+    if (local < 0 || local >= layers.size()) {
+      throw new IllegalArgumentException("layer " + key.layer() + " is not in stage " + stage);
+    }
+    return layers.get(local).linear(key.target());
+  }
+
+  /**
+   * Runs this stage's layers from {@code hidden} and hands every input that linear layer {@code
+   * target} of each layer sees to {@code sink} (layer index, input); for calibration. The inputs
+   * are freed after {@code sink} returns.
+   */
+  public void captureLinearInputs(
+      Tensor hidden, java.util.function.BiConsumer<LoraKey, Tensor> sink) {
+    long seq = hidden.size(1);
+    Rotary rope = Rotary.of(config, seq, dtype.scalarType());
+    Tensor mask = slidingWindowMask(seq);
+    Tensor h = hidden;
+    boolean owned = false;
+    for (int i = 0; i < layers.size(); i++) {
+      DecoderLayer layer = layers.get(i);
+      int global = stage.firstLayer() + i;
+      Tensor next;
+      try (PointerScope scope = new PointerScope()) {
+        next =
+            Torch.keep(
+                layer.forwardCapturing(
+                    h, rope, mask, (t, x) -> sink.accept(new LoraKey(global, t), x)));
+      }
+      if (owned) h.close();
+      h = next;
+      owned = true;
+    }
+    if (owned) h.close();
   }
 
   public ModelConfig config() {

@@ -34,6 +34,26 @@ final class DecoderLayer implements AutoCloseable {
     return h.add(mlp.forward(postAttentionNorm.forward(h), reduce));
   }
 
+  /**
+   * {@link #forward} without tensor parallelism, showing each linear layer's input to {@code sink}.
+   */
+  Tensor forwardCapturing(
+      Tensor x,
+      Rotary rope,
+      Tensor mask,
+      java.util.function.BiConsumer<dev.troupe.pipeline.lora.LoraTarget, Tensor> sink) {
+    try {
+      for (dev.troupe.pipeline.lora.LoraTarget t : dev.troupe.pipeline.lora.LoraTarget.values()) {
+        linear(t).observe(in -> sink.accept(t, in));
+      }
+      return forward(x, rope, mask, AllReduce.NONE);
+    } finally {
+      for (dev.troupe.pipeline.lora.LoraTarget t : dev.troupe.pipeline.lora.LoraTarget.values()) {
+        linear(t).observe(null);
+      }
+    }
+  }
+
   @Override
   public void close() {
     inputNorm.close();

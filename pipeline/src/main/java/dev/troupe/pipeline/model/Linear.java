@@ -2,9 +2,12 @@ package dev.troupe.pipeline.model;
 
 import dev.troupe.pipeline.engine.Torch;
 import dev.troupe.pipeline.lora.LoraWeights;
+import dev.troupe.pipeline.quant.QuantFormat;
+import dev.troupe.pipeline.quant.QuantizedTensor;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorOptional;
 import org.bytedeco.pytorch.global.torch;
+import org.bytedeco.pytorch.global.torch.ScalarType;
 
 /**
  * A frozen linear layer {@code y = x W^T (+ b)}, optionally with a LoRA pair added as PEFT does:
@@ -12,20 +15,60 @@ import org.bytedeco.pytorch.global.torch;
  * row-parallel layer holds no bias, because the bias must be added once, after the all-reduce (see
  * {@link Attention}, {@link Mlp}).
  *
+ * <p>The frozen weight is dense in the compute dtype, or {@link QuantizedTensor quantized}: then
+ * every forward dequantizes it into a temporary that its caller's scope frees (autograd keeps it
+ * until the backward pass where the layer is not recomputed).
+ *
  * <p>An adapter loaded for inference is owned (and closed) by the layer and already in the compute
  * dtype. Trainable FP32 master weights are lent by the trainer: they are cast to the compute dtype
  * in every forward, so gradients flow back to the masters in FP32.
  */
 final class Linear implements AutoCloseable {
-  private final Tensor weight;
+  private Tensor weight; // dense, in the compute dtype; null while quantized
+  private QuantizedTensor quantized; // null while dense
   private final Tensor bias;
   private LoraWeights lora;
   private boolean ownsLora;
   private double dropout;
+  private java.util.function.Consumer<Tensor> observer;
 
   Linear(Tensor weight, Tensor bias) {
     this.weight = weight;
     this.bias = bias;
+  }
+
+  /** A layer whose frozen weight is held quantized and dequantized on every forward. */
+  Linear(QuantizedTensor quantized, Tensor bias) {
+    this.quantized = quantized;
+    this.bias = bias;
+  }
+
+  /** How the weight is held now. */
+  QuantFormat format() {
+    return quantized == null ? QuantFormat.NONE : quantized.format();
+  }
+
+  /**
+   * Replaces the frozen weight: {@code dense} (compute dtype) when {@code format} is NONE, else a
+   * quantized copy of it ({@code dense} is not kept). The old weight is freed.
+   */
+  void requantize(Tensor dense, QuantFormat format) {
+    Tensor newWeight = null;
+    QuantizedTensor newQuantized = null;
+    if (format == QuantFormat.NONE) {
+      newWeight = Torch.keep(dense);
+    } else {
+      newQuantized = QuantizedTensor.quantize(dense, format);
+    }
+    if (weight != null) weight.close();
+    if (quantized != null) quantized.close();
+    weight = newWeight;
+    quantized = newQuantized;
+  }
+
+  /** Bytes the frozen weight holds. */
+  long weightBytes() {
+    return quantized != null ? quantized.bytes() : weight.nbytes();
   }
 
   /** Attaches a LoRA pair; {@code owned} ones are closed with the layer. */
@@ -49,13 +92,28 @@ final class Linear implements AutoCloseable {
     return lora;
   }
 
-  Tensor weight() {
-    return weight;
+  /**
+   * The frozen weight in the compute dtype {@code dtype}: the held tensor itself when dense, a new
+   * dequantized one (freed with the caller's scope) when quantized.
+   */
+  Tensor weight(ScalarType dtype) {
+    return quantized != null ? quantized.dequantize(dtype) : weight;
+  }
+
+  /** The base output {@code x W^T (+ b)} alone, without the adapter. */
+  Tensor base(Tensor x) {
+    Tensor w = weight(x.scalar_type());
+    return bias == null ? torch.linear(x, w) : torch.linear(x, w, new TensorOptional(bias));
+  }
+
+  /** Sees the input of every forward until cleared with null (calibration). */
+  void observe(java.util.function.Consumer<Tensor> observer) {
+    this.observer = observer;
   }
 
   Tensor forward(Tensor x) {
-    Tensor y =
-        bias == null ? torch.linear(x, weight) : torch.linear(x, weight, new TensorOptional(bias));
+    if (observer != null) observer.accept(x);
+    Tensor y = base(x);
     if (lora != null) {
       Tensor a = lora.a();
       Tensor b = lora.b();
@@ -71,7 +129,8 @@ final class Linear implements AutoCloseable {
 
   @Override
   public void close() {
-    weight.close();
+    if (weight != null) weight.close();
+    if (quantized != null) quantized.close();
     if (bias != null) bias.close();
     detach();
   }

@@ -2,12 +2,17 @@ package dev.troupe.pipeline.model;
 
 import dev.troupe.pipeline.engine.ComputeDtype;
 import dev.troupe.pipeline.engine.Torch;
+import dev.troupe.pipeline.lora.LoraKey;
 import dev.troupe.pipeline.lora.LoraTarget;
 import dev.troupe.pipeline.lora.LoraWeights;
 import dev.troupe.pipeline.lora.PeftAdapter;
+import dev.troupe.pipeline.quant.QuantFormat;
+import dev.troupe.pipeline.quant.QuantizedTensor;
 import dev.troupe.pipeline.safetensors.TensorSource;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.Function;
+import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.Tensor;
 
 /** Builds a {@link CausalLm} stage and shard from Hugging Face weight names. */
@@ -18,13 +23,23 @@ final class ModelLoader {
   private final ComputeDtype dtype;
   private final ShardSpec shard;
   private final PeftAdapter adapter;
+  private final Function<LoraKey, QuantFormat> quantization;
+  private final WeightReader fp32Reader;
 
   ModelLoader(
-      ModelConfig c, TensorSource weights, ComputeDtype dtype, ShardSpec shard, PeftAdapter adapter)
+      ModelConfig c,
+      TensorSource weights,
+      ComputeDtype dtype,
+      ShardSpec shard,
+      PeftAdapter adapter,
+      Function<LoraKey, QuantFormat> quantization)
       throws ModelFormatException {
     shard.validate(c);
     if (adapter != null) adapter.validate(c);
     this.c = c;
+    this.quantization = quantization == null ? k -> QuantFormat.NONE : quantization;
+    // quantized layers are quantized from FP32 values, not from values already rounded to dtype
+    this.fp32Reader = new WeightReader(weights, ComputeDtype.FP32);
     this.reader = new WeightReader(weights, dtype);
     this.adapterReader = adapter == null ? null : new WeightReader(adapter.weights(), dtype);
     this.dtype = dtype;
@@ -116,10 +131,10 @@ final class ModelLoader {
       throws ModelFormatException {
     long start = shard.start(out);
     long len = shard.length(out);
-    Tensor w = Torch.keep(reader.slice(name + ".weight", new long[] {out, in}, 0, start, len));
     Tensor b =
         bias ? Torch.keep(reader.slice(name + ".bias", new long[] {out}, 0, start, len)) : null;
-    Linear linear = new Linear(w, b);
+    Linear linear =
+        frozen(name, new long[] {out, in}, 0, start, len, b, new LoraKey(layer, target));
     String[] keys = adapter == null ? null : adapter.keys(layer, target);
     if (keys != null) {
       int r = adapter.r();
@@ -139,8 +154,7 @@ final class ModelLoader {
     long start = shard.start(in);
     long len = shard.length(in);
     Linear linear =
-        new Linear(
-            Torch.keep(reader.slice(name + ".weight", new long[] {out, in}, 1, start, len)), null);
+        frozen(name, new long[] {out, in}, 1, start, len, null, new LoraKey(layer, target));
     String[] keys = adapter == null ? null : adapter.keys(layer, target);
     if (keys != null) {
       int r = adapter.r();
@@ -149,6 +163,20 @@ final class ModelLoader {
       linear.attach(new LoraWeights(a, bm, adapter.scaling()), true);
     }
     return linear;
+  }
+
+  /** The frozen weight of one linear layer (its shard), dense or quantized as asked. */
+  private Linear frozen(
+      String name, long[] shape, int dim, long start, long len, Tensor bias, LoraKey key)
+      throws ModelFormatException {
+    QuantFormat format = quantization.apply(key);
+    if (format == QuantFormat.NONE) {
+      return new Linear(Torch.keep(reader.slice(name + ".weight", shape, dim, start, len)), bias);
+    }
+    try (PointerScope scope = new PointerScope()) {
+      Tensor dense = fp32Reader.slice(name + ".weight", shape, dim, start, len);
+      return new Linear(QuantizedTensor.quantize(dense, format), bias);
+    }
   }
 
   private static Tensor keep(Tensor t, List<AutoCloseable> made) {
