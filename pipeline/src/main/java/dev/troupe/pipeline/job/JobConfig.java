@@ -19,6 +19,7 @@ import java.util.Objects;
  * @param output the run folder for checkpoints, logs and the final adapter
  * @param seed the seed of every random choice (initialization, dropout, shuffling)
  * @param threads libtorch's intra-op threads; 0 for its default (all cores)
+ * @param quantization how the frozen base weights are held
  */
 public record JobConfig(
     Path file,
@@ -35,8 +36,10 @@ public record JobConfig(
     EvalSettings eval,
     Path output,
     long seed,
-    int threads) {
+    int threads,
+    QuantizationSettings quantization) {
   public JobConfig {
+    Objects.requireNonNull(quantization, "quantization");
     Objects.requireNonNull(file, "file");
     Objects.requireNonNull(model, "model");
     Objects.requireNonNull(data, "data");

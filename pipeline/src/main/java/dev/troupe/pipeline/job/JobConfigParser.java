@@ -12,6 +12,8 @@ import com.typesafe.config.ConfigValue;
 import com.typesafe.config.ConfigValueType;
 import dev.troupe.pipeline.data.Format;
 import dev.troupe.pipeline.lora.LoraTarget;
+import dev.troupe.pipeline.quant.QuantFormat;
+import dev.troupe.pipeline.quant.QuantPolicy;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -171,7 +173,30 @@ final class JobConfigParser {
         eval,
         output,
         r.integer("seed", Long.MIN_VALUE),
-        r.smallInteger("threads", 0));
+        r.smallInteger("threads", 0),
+        quantization(r));
+  }
+
+  private static QuantizationSettings quantization(SettingsReader r) throws JobConfigException {
+    QuantFormat base =
+        QuantFormat.parse(r.choice("quantization.base", List.of("none", "int8", "int4", "nf4")));
+    double promote = r.number("quantization.promote-above", v -> v > 0, POSITIVE);
+    double demote =
+        r.number(
+            "quantization.demote-below",
+            v -> v >= 0 && v < promote,
+            "must be a number >= 0 below quantization.promote-above (" + promote + ")");
+    QuantFormat fourBit = base == QuantFormat.INT4 ? QuantFormat.INT4 : QuantFormat.NF4;
+    return new QuantizationSettings(
+        base,
+        r.integer("quantization.check-every", 0),
+        r.smallInteger("quantization.calibration-sequences", 1),
+        new QuantPolicy.Settings(
+            promote,
+            demote,
+            r.smallInteger("quantization.demote-after", 1),
+            r.integer("quantization.memory-budget-mib", 0) * 1024L * 1024L,
+            fourBit));
   }
 
   /**

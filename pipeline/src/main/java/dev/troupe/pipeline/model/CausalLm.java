@@ -144,6 +144,18 @@ public final class CausalLm implements AutoCloseable {
     }
   }
 
+  /** The frozen weight of one linear layer as held, as a new tensor in {@code dtype}. */
+  public Tensor heldWeight(LoraKey key, ScalarType dtype) {
+    try (PointerScope scope = new PointerScope()) {
+      return Torch.keep(linear(key).weight(dtype).clone());
+    }
+  }
+
+  /** Bytes the frozen weight of one linear layer holds. */
+  public long weightBytes(LoraKey key) {
+    return linear(key).weightBytes();
+  }
+
   private Linear linear(LoraKey key) {
     int local = key.layer() - stage.firstLayer();
     if (local < 0 || local >= layers.size()) {

@@ -97,7 +97,8 @@ final class Linear implements AutoCloseable {
    * dequantized one (freed with the caller's scope) when quantized.
    */
   Tensor weight(ScalarType dtype) {
-    return quantized != null ? quantized.dequantize(dtype) : weight;
+    if (quantized != null) return quantized.dequantize(dtype);
+    return weight.scalar_type().value == dtype.value ? weight : weight.to(dtype);
   }
 
   /** The base output {@code x W^T (+ b)} alone, without the adapter. */

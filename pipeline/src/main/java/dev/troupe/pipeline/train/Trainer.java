@@ -12,6 +12,8 @@ import dev.troupe.pipeline.metrics.MetricsLog;
 import dev.troupe.pipeline.metrics.ProgressReporter;
 import dev.troupe.pipeline.metrics.TensorBoardWriter;
 import dev.troupe.pipeline.model.CausalLm;
+import dev.troupe.pipeline.model.WeightReader;
+import dev.troupe.pipeline.quant.QuantState;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Files;
@@ -50,12 +52,17 @@ public final class Trainer {
       long total = job.totalSteps(s.train().size());
       CheckpointStore store =
           new CheckpointStore(job.output().resolve("checkpoints"), job.checkpoint().keep());
+      int layers = s.model().config().numLayers();
+      QuantState fresh =
+          job.quantization().enabled()
+              ? QuantState.initial(layers, job.quantization().base())
+              : null;
       TrainingState state =
           new TrainingState(
-              0, new LossScaler(job.precision().initialLossScale(), 0), phase(0).label());
+              0, new LossScaler(job.precision().initialLossScale(), 0), phase(0).label(), fresh);
       Optional<Checkpoint> latest = store.latestValid(out::println);
       if (latest.isPresent()) {
-        state = TrainingState.restore(latest.get(), s.lora(), s.optimizer());
+        state = TrainingState.restore(latest.get(), s.lora(), s.optimizer(), fresh, layers);
         out.println("resuming from " + latest.get().dir() + " (step " + state.step() + ")");
       }
       BatchPlan plan =
@@ -65,9 +72,11 @@ public final class Trainer {
       try (MetricsLog metrics =
               MetricsLog.open(job.output().resolve("metrics.jsonl"), state.step());
           TensorBoardWriter tb = TensorBoardWriter.open(job.output().resolve("tb"))) {
-        try (PhaseModel models = new PhaseModel(s)) {
+        try (PhaseModel models = new PhaseModel(s, state.quant())) {
           if (state.step() == 0 && s.eval() != null)
             last = evaluate(s, models.get(phase(0)), 0, metrics, tb);
+          if (state.step() == 0 && quantCheckDue(0))
+            quantCheck(s, models.get(phase(0)), state.quant(), 0, metrics, tb, null);
           for (long step = state.step(); step < total; step++) {
             ComputeDtype dtype = phase(step);
             CausalLm model = models.get(dtype);
@@ -84,6 +93,8 @@ public final class Trainer {
                           ? ""
                           : String.format(", exact match %.1f%%", 100 * last.exactMatch())));
             }
+            if (state.quant() != null && quantCheckDue(step + 1))
+              quantCheck(s, model, state.quant(), step + 1, metrics, tb, progress);
             if ((step + 1) % job.checkpoint().every() == 0 || end)
               state.save(store, s.lora(), s.optimizer());
           }
@@ -136,7 +147,9 @@ public final class Trainer {
             job.optimizer().maxGradNorm(),
             scale,
             stepSeed,
-            job.gradientCheckpointing());
+            // a quantized layer is recomputed in the backward pass, so that its dequantized weight
+            // lives only while the layer runs instead of being kept by autograd until the backward
+            job.gradientCheckpointing() || state.quant() != null);
     double seconds = (System.nanoTime() - t0) / 1e9;
     LossScaler scaler = fp16 ? state.scaler().update(r.skipped()) : state.scaler();
     Map<String, Object> m = new LinkedHashMap<>();
@@ -156,7 +169,70 @@ public final class Trainer {
       tb.scalar("train/" + k, step + 1, ((Number) m.get(k)).doubleValue());
     }
     progress.update(step + 1, r.loss(), r.tokens() / seconds);
-    return new TrainingState(step + 1, scaler, dtype.label());
+    return new TrainingState(step + 1, scaler, dtype.label(), state.quant());
+  }
+
+  private boolean quantCheckDue(long step) {
+    long every = job.quantization().checkEvery();
+    return job.quantization().enabled() && every > 0 && step % every == 0;
+  }
+
+  /** The quantization-error check at {@code step}: measures, decides, applies, reports. */
+  private void quantCheck(
+      TrainingSetup s,
+      CausalLm model,
+      QuantState quant,
+      long step,
+      MetricsLog metrics,
+      TensorBoardWriter tb,
+      ProgressReporter progress)
+      throws IOException {
+    List<Example> rows = new ArrayList<>();
+    int n = Math.min(job.quantization().calibrationSequences(), s.train().size());
+    for (int i = 0; i < n; i++) rows.add(s.train().get(i));
+    Batch calibration = Batch.of(rows, job.batch().seqLen(), s.padId());
+    model.lendLora(s.lora().weights(), 0.0);
+    QuantCheck.Report r =
+        QuantCheck.run(
+            model,
+            new WeightReader(s.model().weights(), ComputeDtype.FP32),
+            calibration,
+            quant,
+            job.quantization().policy());
+    List<Map<String, Object>> layers = new ArrayList<>();
+    for (QuantCheck.LayerReport l : r.layers()) {
+      Map<String, Object> m = new LinkedHashMap<>();
+      m.put("name", l.name());
+      m.put("format", l.format().label());
+      m.put("error", l.error());
+      m.put("lower_error", Double.isNaN(l.lowerError()) ? null : l.lowerError());
+      m.put("to", l.to().label());
+      m.put("action", l.action());
+      layers.add(m);
+      tb.scalar("quant/error/" + l.name(), step, l.error());
+    }
+    Map<String, Object> m = new LinkedHashMap<>();
+    m.put("event", "quant_check");
+    m.put("step", step);
+    m.put("calib_loss", r.lossBefore());
+    m.put("calib_loss_after", r.lossAfter());
+    m.put("calib_loss_delta", r.lossAfter() - r.lossBefore());
+    m.put("frozen_bytes", r.bytesBefore());
+    m.put("frozen_bytes_after", r.bytesAfter());
+    m.put("changes", r.changes());
+    m.put("layers", layers);
+    metrics.write(m);
+    tb.scalar("quant/changes", step, r.changes());
+    tb.scalar("quant/frozen_mib", step, r.bytesAfter() / (1024.0 * 1024.0));
+    tb.scalar("quant/calib_loss_delta", step, r.lossAfter() - r.lossBefore());
+    double worst = r.layers().stream().mapToDouble(QuantCheck.LayerReport::error).max().orElse(0);
+    String line =
+        String.format(
+            "quantization check at step %d: worst layer error %.4f, %d changed, frozen weights"
+                + " %.1f MiB",
+            step, worst, r.changes(), r.bytesAfter() / (1024.0 * 1024.0));
+    if (progress != null) progress.message(line);
+    else out.println(line);
   }
 
   private Evaluator.Result evaluate(
@@ -203,17 +279,19 @@ public final class Trainer {
    */
   private static final class PhaseModel implements AutoCloseable {
     private final TrainingSetup setup;
+    private final QuantState quant;
     private ComputeDtype dtype;
     private CausalLm model;
 
-    PhaseModel(TrainingSetup setup) {
+    PhaseModel(TrainingSetup setup, QuantState quant) {
       this.setup = setup;
+      this.quant = quant;
     }
 
     CausalLm get(ComputeDtype wanted) throws IOException {
       if (wanted != dtype) {
         close();
-        model = setup.loadModel(wanted);
+        model = setup.loadModel(wanted, quant);
         dtype = wanted;
       }
       return model;

@@ -13,6 +13,7 @@ import dev.troupe.pipeline.lora.PeftAdapter;
 import dev.troupe.pipeline.model.CausalLm;
 import dev.troupe.pipeline.model.HfModel;
 import dev.troupe.pipeline.model.ModelFormatException;
+import dev.troupe.pipeline.quant.QuantState;
 import dev.troupe.pipeline.tokenizer.TextTokenizer;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -134,6 +135,11 @@ record TrainingSetup(
   /** The frozen base model in {@code dtype}. */
   CausalLm loadModel(ComputeDtype dtype) throws ModelFormatException {
     return CausalLm.load(model, dtype, null);
+  }
+
+  /** The frozen base model in {@code dtype}, each linear layer held as {@code quant} says. */
+  CausalLm loadModel(ComputeDtype dtype, QuantState quant) throws ModelFormatException {
+    return quant == null ? loadModel(dtype) : CausalLm.loadQuantized(model, dtype, quant::format);
   }
 
   @Override

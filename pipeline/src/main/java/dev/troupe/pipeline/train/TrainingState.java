@@ -7,6 +7,7 @@ import dev.troupe.pipeline.checkpoint.Checkpoint;
 import dev.troupe.pipeline.checkpoint.CheckpointStore;
 import dev.troupe.pipeline.engine.Torch;
 import dev.troupe.pipeline.lora.LoraParameters;
+import dev.troupe.pipeline.quant.QuantState;
 import dev.troupe.pipeline.safetensors.DType;
 import dev.troupe.pipeline.safetensors.SafetensorsFile;
 import dev.troupe.pipeline.safetensors.TensorData;
@@ -22,10 +23,17 @@ import org.bytedeco.pytorch.Tensor;
  * What a checkpoint holds to continue a run exactly: the LoRA masters ({@code
  * adapter_model.safetensors}, PEFT names), AdamW's moments ({@code optimizer.safetensors}) and
  * {@code state.json}: the optimizer step (which is also the position in the data, since step s
- * reads examples s·G … s·G+G−1 of the data plan), the loss scaler and the precision phase. The
- * random state needs no saving: each step seeds libtorch's generator with seed + step.
+ * reads examples s·G … s·G+G−1 of the data plan), the loss scaler, the precision phase and, with a
+ * quantized base, each layer's format and calm-check count. The random state needs no saving: each
+ * step seeds libtorch's generator with seed + step.
  */
-public record TrainingState(long step, LossScaler scaler, String precision) {
+public record TrainingState(long step, LossScaler scaler, String precision, QuantState quant) {
+
+  /** A state without quantized layers. */
+  public TrainingState(long step, LossScaler scaler, String precision) {
+    this(step, scaler, precision, null);
+  }
+
   static final String ADAPTER = "adapter_model.safetensors";
   static final String OPTIMIZER = "optimizer.safetensors";
   static final String STATE = "state.json";
@@ -45,11 +53,13 @@ public record TrainingState(long step, LossScaler scaler, String precision) {
     json.put("loss_scale", scaler.scale());
     json.put("growth_tracker", scaler.growthTracker());
     json.put("precision", precision);
+    if (quant != null) json.set("quantization", quant.toJson());
     store.save(step, Map.of(ADAPTER, lora.toTensors(), OPTIMIZER, moments), Map.of(STATE, json));
   }
 
   /** Restores parameters and optimizer from a checkpoint and returns its state. */
-  static TrainingState restore(Checkpoint c, LoraParameters lora, AdamW optimizer)
+  static TrainingState restore(
+      Checkpoint c, LoraParameters lora, AdamW optimizer, QuantState fresh, int layers)
       throws IOException {
     JsonNode json = c.json(STATE);
     try (SafetensorsFile adapter = c.tensors(ADAPTER);
@@ -71,7 +81,13 @@ public record TrainingState(long step, LossScaler scaler, String precision) {
     return new TrainingState(
         json.path("step").asLong(),
         new LossScaler(json.path("loss_scale").asDouble(), json.path("growth_tracker").asInt()),
-        json.path("precision").asText());
+        json.path("precision").asText(),
+        fresh == null
+            ? null
+            : json.has("quantization")
+                ? QuantState.fromJson(
+                    json.get("quantization"), layers, c.dir().resolve(STATE).toString())
+                : fresh);
   }
 
   private static TensorData f32(Tensor t) {

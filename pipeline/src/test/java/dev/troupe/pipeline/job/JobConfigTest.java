@@ -152,7 +152,8 @@ class JobConfigTest {
                 c.eval(),
                 c.output(),
                 1,
-                0));
+                0,
+                c.quantization()));
   }
 
   @Test

@@ -65,6 +65,9 @@ class JobConfigValidationTest {
           steps = 10, epochs = 2                      | epochs: cannot be given together with steps (give one of the two)
           steps = 1000, epochs = 2                    | epochs: cannot be given together with steps (give one of the two)
           precision.mode = fp8                        | precision.mode: must be one of fp32, bf16, fp16, got "fp8"
+          quantization.base = int3                    | quantization.base: must be one of none, int8, int4, nf4, got "int3"
+          quantization.demote-below = 0.5             | quantization.demote-below: must be a number >= 0 below quantization.promote-above (0.05), got 0.5
+          quantization.check-every = -1               | quantization.check-every: must be a non-negative integer, got -1
           precision.fp32-warmup-steps = -1            | precision.fp32-warmup-steps: must be a non-negative integer, got -1
           gradient-checkpointing = 1                  | gradient-checkpointing: must be true or false, got 1
           checkpoint.every = 0                        | checkpoint.every: must be a positive integer, got 0
@@ -83,10 +86,10 @@ class JobConfigValidationTest {
       delimiter = '|',
       textBlock =
           """
-          learning-rate = 1                           | learning-rate: unknown key (known: batch, checkpoint, data, epochs, eval, gradient-checkpointing, lora, model, optimizer, output, precision, seed, steps, threads)
-          Model = m                                   | Model: unknown key (known: batch, checkpoint, data, epochs, eval, gradient-checkpointing, lora, model, optimizer, output, precision, seed, steps, threads)
-          troupe.job.seed = 1                         | troupe: unknown key (known: batch, checkpoint, data, epochs, eval, gradient-checkpointing, lora, model, optimizer, output, precision, seed, steps, threads)
-          "lora.r" = 8                                | "lora.r": unknown key (known: batch, checkpoint, data, epochs, eval, gradient-checkpointing, lora, model, optimizer, output, precision, seed, steps, threads)
+          learning-rate = 1                           | learning-rate: unknown key (known: batch, checkpoint, data, epochs, eval, gradient-checkpointing, lora, model, optimizer, output, precision, quantization, seed, steps, threads)
+          Model = m                                   | Model: unknown key (known: batch, checkpoint, data, epochs, eval, gradient-checkpointing, lora, model, optimizer, output, precision, quantization, seed, steps, threads)
+          troupe.job.seed = 1                         | troupe: unknown key (known: batch, checkpoint, data, epochs, eval, gradient-checkpointing, lora, model, optimizer, output, precision, quantization, seed, steps, threads)
+          "lora.r" = 8                                | "lora.r": unknown key (known: batch, checkpoint, data, epochs, eval, gradient-checkpointing, lora, model, optimizer, output, precision, quantization, seed, steps, threads)
           optimizer.learning-rate = 1                 | optimizer.learning-rate: unknown key (known: betas, eps, lr, max-grad-norm, schedule, warmup-steps, weight-decay)
           optimizer { lr = 1e-4, learning-rate = 1 }  | optimizer.learning-rate: unknown key (known: betas, eps, lr, max-grad-norm, schedule, warmup-steps, weight-decay)
           batch.size = 8                              | batch.size: unknown key (known: global, micro, seq-len)
