@@ -58,7 +58,8 @@ final class EvalCommand implements Main.Command {
               args.has("compare-model") ? Path.of(args.require("compare-model")) : options.model(),
               args.has("compare-adapter") ? Path.of(args.require("compare-adapter")) : null,
               options.dtype(),
-              options.threads());
+              options.threads(),
+              options.quantize());
       Evaluator.Result second = evaluate(other, data, format, seqLen, batch, maxNew, modelTemplate);
       print(out, describe(other), second);
       if (!Double.isNaN(first.exactMatch()) && second.exactMatch() > 0) {

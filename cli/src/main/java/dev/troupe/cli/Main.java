@@ -22,19 +22,19 @@ public final class Main {
         init-model --preset tiny|bench-s|bench-m --out DIR [--seed N] [--weights-dtype f32|bf16|f16]
                    [--max-shard-mb N]        a randomly initialised model in Hugging Face layout
         score      --model DIR [--adapter DIR] --ids "1,5,9;3,4,5" --out FILE.safetensors
-                   [--dtype fp32|bf16|fp16] [--threads N]
+                   [--dtype fp32|bf16|fp16] [--threads N] [--quantize none|int8|int4|nf4]
                                              logits of equal-length id sequences, float32 [seqs, tokens, vocab]
         train      JOB.conf                  fine-tune LoRA adapters as the job file says (see conf/example-job.conf);
                                              resumes from the newest valid checkpoint in its output folder
         eval       --model DIR [--adapter DIR] --data FILE.jsonl [--format alpaca|chat|tokens]
                    [--compare-adapter DIR | --compare-model DIR] [--seq-len N] [--batch N] [--max-new-tokens N]
-                   [--chat-template model|default]
+                   [--chat-template model|default] [--dtype fp32|bf16|fp16] [--quantize none|int8|int4|nf4]
                                              eval loss, perplexity and exact-match accuracy; with a second
                                              adapter or model, both on the same data and their ratio
         merge      --model DIR --adapter DIR --out DIR
                                              the adapter folded into the base weights, Hugging Face layout
         generate   --model DIR [--adapter DIR] (--prompt TEXT | --prompt-ids 1,2,3)
-                   [--max-new-tokens N] [--json] [--dtype fp32|bf16|fp16] [--threads N]
+                   [--max-new-tokens N] [--json] [--dtype fp32|bf16|fp16] [--threads N] [--quantize none|int8|int4|nf4]
                                              greedy continuation
 
       options for every command: --stacktrace (print the stack trace of an error)

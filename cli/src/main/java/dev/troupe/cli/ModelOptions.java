@@ -5,13 +5,24 @@ import dev.troupe.pipeline.engine.Torch;
 import dev.troupe.pipeline.lora.PeftAdapter;
 import dev.troupe.pipeline.model.CausalLm;
 import dev.troupe.pipeline.model.HfModel;
+import dev.troupe.pipeline.model.ShardSpec;
+import dev.troupe.pipeline.model.StageSpec;
+import dev.troupe.pipeline.quant.QuantFormat;
 import java.io.IOException;
 import java.nio.file.Path;
 
-/** The options {@code score} and {@code generate} share: model, adapter, dtype, threads. */
-record ModelOptions(Path model, Path adapter, ComputeDtype dtype, int threads) {
+/**
+ * The options {@code score}, {@code generate} and {@code eval} share: model, adapter, dtype,
+ * threads, and the format the base's decoder linear layers are held in ({@code --quantize}).
+ */
+record ModelOptions(
+    Path model, Path adapter, ComputeDtype dtype, int threads, QuantFormat quantize) {
   static final java.util.Set<String> NAMES =
-      java.util.Set.of("model", "adapter", "dtype", "threads");
+      java.util.Set.of("model", "adapter", "dtype", "threads", "quantize");
+
+  ModelOptions(Path model, Path adapter, ComputeDtype dtype, int threads) {
+    this(model, adapter, dtype, threads, QuantFormat.NONE);
+  }
 
   static ModelOptions from(String command, Args args) {
     ComputeDtype dtype;
@@ -20,11 +31,18 @@ record ModelOptions(Path model, Path adapter, ComputeDtype dtype, int threads) {
     } catch (IllegalArgumentException e) {
       throw new UsageException(command + ": --dtype: " + e.getMessage());
     }
+    QuantFormat quantize;
+    try {
+      quantize = QuantFormat.parse(args.get("quantize", "none"));
+    } catch (IllegalArgumentException e) {
+      throw new UsageException(command + ": --quantize: " + e.getMessage());
+    }
     return new ModelOptions(
         args.path("model"),
         args.has("adapter") ? args.path("adapter") : null,
         dtype,
-        args.intValue("threads", 0, 1));
+        args.intValue("threads", 0, 1),
+        quantize);
   }
 
   /** Loads the model (and adapter) as these options say; the caller closes all three. */
@@ -35,7 +53,18 @@ record ModelOptions(Path model, Path adapter, ComputeDtype dtype, int threads) {
     PeftAdapter peft = null;
     try {
       peft = adapter == null ? null : PeftAdapter.open(adapter);
-      return new Loaded(hf, peft, CausalLm.load(hf, dtype, peft));
+      CausalLm lm =
+          quantize == QuantFormat.NONE
+              ? CausalLm.load(hf, dtype, peft)
+              : CausalLm.load(
+                  hf.config(),
+                  hf.weights(),
+                  dtype,
+                  StageSpec.full(hf.config()),
+                  ShardSpec.NONE,
+                  peft,
+                  k -> quantize);
+      return new Loaded(hf, peft, lm);
     } catch (IOException | RuntimeException e) {
       if (peft != null) peft.close();
       hf.close();
