@@ -72,6 +72,23 @@ class QuantizedTrainingTest {
   }
 
   @Test
+  void recomputingLayersGivesTheSameTrajectory() throws Exception {
+    // the hooks' backward (no recomputation) against a backward through recomputed layers
+    MixedPrecisionTrainingTest.train(TrainingJobs.job(dir, "hooks", "steps = 3\n" + QUANTIZED));
+    MixedPrecisionTrainingTest.train(
+        TrainingJobs.job(
+            dir, "recompute", "steps = 3\ngradient-checkpointing = true\n" + QUANTIZED));
+    List<JsonNode> hooks = TrainingJobs.steps(dir.resolve("hooks/metrics.jsonl"));
+    List<JsonNode> recompute = TrainingJobs.steps(dir.resolve("recompute/metrics.jsonl"));
+    assertEquals(3, hooks.size());
+    for (int i = 0; i < 3; i++) {
+      double a = hooks.get(i).get("loss").asDouble();
+      double b = recompute.get(i).get("loss").asDouble();
+      assertEquals(a, b, 1e-5 * Math.abs(a), "step " + (i + 1));
+    }
+  }
+
+  @Test
   void aResumedRunKeepsTheFormatsAndTheTrajectory() throws Exception {
     MixedPrecisionTrainingTest.train(TrainingJobs.job(dir, "whole", "steps = 4\n" + QUANTIZED));
     MixedPrecisionTrainingTest.train(TrainingJobs.job(dir, "halves", "steps = 2\n" + QUANTIZED));

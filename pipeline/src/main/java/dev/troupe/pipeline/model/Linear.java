@@ -4,8 +4,14 @@ import dev.troupe.pipeline.engine.Torch;
 import dev.troupe.pipeline.lora.LoraWeights;
 import dev.troupe.pipeline.quant.QuantFormat;
 import dev.troupe.pipeline.quant.QuantizedTensor;
+import org.bytedeco.javacpp.PointerScope;
+import org.bytedeco.pytorch.GradMode;
+import org.bytedeco.pytorch.NoGradGuard;
 import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorBase;
 import org.bytedeco.pytorch.TensorOptional;
+import org.bytedeco.pytorch.TensorTensorHook;
+import org.bytedeco.pytorch.VoidTensorHook;
 import org.bytedeco.pytorch.global.torch;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
@@ -31,6 +37,7 @@ final class Linear implements AutoCloseable {
   private boolean ownsLora;
   private double dropout;
   private java.util.function.Consumer<Tensor> observer;
+  private QuantBackward backward;
 
   Linear(Tensor weight, Tensor bias) {
     this.weight = weight;
@@ -114,7 +121,10 @@ final class Linear implements AutoCloseable {
 
   Tensor forward(Tensor x) {
     if (observer != null) observer.accept(x);
-    Tensor y = base(x);
+    Tensor y =
+        quantized != null && GradMode.is_enabled() && x.requires_grad()
+            ? quantizedWithBackward(x)
+            : base(x);
     if (lora != null) {
       Tensor a = lora.a();
       Tensor b = lora.b();
@@ -123,13 +133,91 @@ final class Linear implements AutoCloseable {
         b = b.to(x.scalar_type());
       }
       Tensor in = dropout > 0 ? torch.dropout(x, dropout, true) : x;
-      y.add_(torch.linear(torch.linear(in, a), b), Torch.scalar(lora.scaling()));
+      Tensor delta = torch.linear(torch.linear(in, a), b);
+      // out of place where y carries a gradient hook (quantized weights under autograd)
+      y =
+          y.requires_grad()
+              ? y.add(delta, Torch.scalar(lora.scaling()))
+              : y.add_(delta, Torch.scalar(lora.scaling()));
     }
     return y;
   }
 
+  /**
+   * The base output of a quantized layer under autograd without letting autograd keep the
+   * dequantized weight until the backward pass (a whole dense model's worth over all layers).
+   * libtorch's C++ custom autograd functions are not reachable from Java, so the backward is made
+   * with two gradient hooks instead: {@code y = base(x) + 0·x[..., :1]} (computed without autograd,
+   * plus a zero-valued link to {@code x}); a hook on {@code y} keeps {@code dL/dy}, and a hook on
+   * the link's input, which autograd reaches next, replaces the link's (zero) gradient by {@code
+   * dL/dy · Ŵ} with {@code Ŵ} dequantized again, as bitsandbytes does.
+   */
+  private Tensor quantizedWithBackward(Tensor x) {
+    if (backward == null) backward = new QuantBackward();
+    Tensor base;
+    try (NoGradGuard noGrad = new NoGradGuard()) {
+      base = base(x);
+    }
+    Tensor link = x.alias();
+    Tensor y = base.add(link.narrow(-1, 0, 1).mul(Torch.scalar(0.0)));
+    y.register_hook(backward.keepGradient);
+    link.register_hook(backward.inputGradient);
+    return y;
+  }
+
+  /** The two hooks of {@link #quantizedWithBackward}, and the tensors they hand over. */
+  private final class QuantBackward {
+    private Tensor gradOutput;
+    private Tensor gradInput;
+
+    final VoidTensorHook keepGradient =
+        new VoidTensorHook() {
+          @Override
+          public void call(TensorBase grad) {
+            if (gradOutput != null) gradOutput.close();
+            gradOutput = Torch.keep(new Tensor(grad));
+          }
+        };
+
+    final TensorTensorHook inputGradient =
+        new TensorTensorHook() {
+          @Override
+          public TensorBase call(TensorBase ignored) {
+            if (gradOutput == null) {
+              throw new IllegalStateException(
+                  "the output gradient of a quantized layer is missing");
+            }
+            Tensor next;
+            try (PointerScope scope = new PointerScope()) {
+              Tensor w = quantized.dequantize(gradOutput.scalar_type());
+              next = Torch.keep(torch.matmul(gradOutput, w));
+            }
+            gradOutput.close();
+            gradOutput = null;
+            // libtorch copies the returned handle; this one is freed on the next call or close
+            if (gradInput != null) gradInput.close();
+            gradInput = next;
+            return gradInput;
+          }
+        };
+
+    QuantBackward() {
+      // made during a forward, inside its layer's PointerScope: the hooks must outlive it
+      keepGradient.retainReference();
+      inputGradient.retainReference();
+    }
+
+    void close() {
+      if (gradOutput != null) gradOutput.close();
+      if (gradInput != null) gradInput.close();
+      keepGradient.close();
+      inputGradient.close();
+    }
+  }
+
   @Override
   public void close() {
+    if (backward != null) backward.close();
     if (weight != null) weight.close();
     if (quantized != null) quantized.close();
     if (bias != null) bias.close();

@@ -147,9 +147,7 @@ public final class Trainer {
             job.optimizer().maxGradNorm(),
             scale,
             stepSeed,
-            // a quantized layer is recomputed in the backward pass, so that its dequantized weight
-            // lives only while the layer runs instead of being kept by autograd until the backward
-            job.gradientCheckpointing() || state.quant() != null);
+            job.gradientCheckpointing());
     double seconds = (System.nanoTime() - t0) / 1e9;
     LossScaler scaler = fp16 ? state.scaler().update(r.skipped()) : state.scaler();
     Map<String, Object> m = new LinkedHashMap<>();
