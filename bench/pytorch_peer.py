@@ -641,7 +641,7 @@ def build_model(model_dir, mode, r, alpha, seed):
         if is_quantized(name):
             q, s = _QUANT[qfmt](t)
             return (qfmt, q, s, t.shape[1])
-        return t.to(act).clone() if t.dtype == act else t.to(act)
+        return t.to(act)
 
     cfg, w = load_checkpoint(model_dir, convert)
     torch.manual_seed(seed)  # LoRA A init
