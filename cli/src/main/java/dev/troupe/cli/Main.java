@@ -31,6 +31,11 @@ public final class Main {
                    [--chat-template model|default] [--dtype fp32|bf16|fp16] [--quantize none|int8|int4|nf4]
                                              eval loss, perplexity and exact-match accuracy; with a second
                                              adapter or model, both on the same data and their ratio
+        bench      [--preset tiny|bench-s|bench-m | --model DIR] [--modes full-fp32,lora-fp32,...]
+                   [--seq 256] [--batch 4] [--steps 8] [--warmup 2] [--threads N] [--rounds N]
+                   [--peer auto|none|PYTHON] [--models-dir DIR] [--json]
+                                             each mode in a fresh JVM beside the PyTorch eager peer:
+                                             tokens/s, peak memory, speedup and memory vs full-fp32
         merge      --model DIR --adapter DIR --out DIR
                                              the adapter folded into the base weights, Hugging Face layout
         generate   --model DIR [--adapter DIR] (--prompt TEXT | --prompt-ids 1,2,3)
@@ -55,7 +60,11 @@ public final class Main {
           "merge",
           new MergeCommand(),
           "demo",
-          new DemoCommand());
+          new DemoCommand(),
+          "bench",
+          new BenchCommand(),
+          "bench-run",
+          new BenchRunCommand());
 
   private Main() {}
 

@@ -60,6 +60,10 @@ final class Attention implements AutoCloseable {
     return out;
   }
 
+  Tensor oBias() {
+    return oBias;
+  }
+
   @Override
   public void close() {
     q.close();

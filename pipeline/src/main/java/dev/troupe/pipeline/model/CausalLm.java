@@ -107,6 +107,27 @@ public final class CausalLm implements AutoCloseable {
         quantization);
   }
 
+  /**
+   * Makes every weight of this stage trainable (full fine-tuning, the benchmark's baseline) and
+   * returns them: embedding, each layer's norms, linear weights and biases, the final norm and the
+   * head (once where tied). Needs dense weights; an adapter is not trained alongside.
+   */
+  public List<Tensor> trainAllWeights() {
+    List<Tensor> params = new java.util.ArrayList<>();
+    if (embedding != null) params.add(embedding);
+    for (DecoderLayer layer : layers) {
+      params.add(layer.inputNorm.weight());
+      params.add(layer.postAttentionNorm.weight());
+      for (LoraTarget t : LoraTarget.values()) params.addAll(layer.linear(t).denseParameters());
+      if (layer.attention.oBias() != null) params.add(layer.attention.oBias());
+      if (layer.mlp.downBias() != null) params.add(layer.mlp.downBias());
+    }
+    if (finalNorm != null) params.add(finalNorm.weight());
+    if (head != null && head != embedding) params.add(head);
+    for (Tensor p : params) p.set_requires_grad(true);
+    return params;
+  }
+
   /** How the frozen weight of a linear layer (global layer index) is held. */
   public QuantFormat format(LoraKey key) {
     return linear(key).format();

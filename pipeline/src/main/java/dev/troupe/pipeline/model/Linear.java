@@ -73,6 +73,12 @@ final class Linear implements AutoCloseable {
     quantized = newQuantized;
   }
 
+  /** The dense weight and bias (if any) for full fine-tuning; none while quantized. */
+  java.util.List<Tensor> denseParameters() {
+    if (quantized != null) throw new IllegalStateException("a quantized layer cannot be trained");
+    return bias == null ? java.util.List.of(weight) : java.util.List.of(weight, bias);
+  }
+
   /** Bytes the frozen weight holds. */
   long weightBytes() {
     return quantized != null ? quantized.bytes() : weight.nbytes();

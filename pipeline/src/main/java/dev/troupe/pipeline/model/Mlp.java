@@ -28,6 +28,10 @@ final class Mlp implements AutoCloseable {
     return out;
   }
 
+  Tensor downBias() {
+    return downBias;
+  }
+
   @Override
   public void close() {
     gate.close();

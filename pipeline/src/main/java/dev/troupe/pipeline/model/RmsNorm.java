@@ -18,6 +18,10 @@ final class RmsNorm implements AutoCloseable {
     this.eps = eps;
   }
 
+  Tensor weight() {
+    return weight;
+  }
+
   Tensor forward(Tensor x) {
     ScalarType in = x.scalar_type();
     Tensor xf = in == ScalarType.Float ? x : x.to(ScalarType.Float);

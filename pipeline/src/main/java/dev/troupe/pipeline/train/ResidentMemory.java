@@ -5,12 +5,12 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 
 /** The process's resident set size now and at its peak, from /proc (Linux); -1 where unreadable. */
-final class ResidentMemory {
+public final class ResidentMemory {
   private static final Path STATM = Path.of("/proc/self/statm");
 
   private ResidentMemory() {}
 
-  static long bytes() {
+  public static long bytes() {
     try {
       String[] f = Files.readString(STATM).trim().split("\\s+");
       return Long.parseLong(f[1]) * 4096L; // pages; 4 KiB on x86-64 Linux
@@ -20,7 +20,7 @@ final class ResidentMemory {
   }
 
   /** The largest resident set size so far (VmHWM). */
-  static long peakBytes() {
+  public static long peakBytes() {
     try {
       for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
         if (line.startsWith("VmHWM:")) return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024L;

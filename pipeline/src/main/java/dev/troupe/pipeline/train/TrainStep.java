@@ -50,8 +50,34 @@ public final class TrainStep {
       double lossScale,
       long stepSeed,
       boolean checkpointing) {
+    return run(
+        model,
+        lora.parameters(),
+        optimizer,
+        microbatches,
+        lr,
+        maxGradNorm,
+        lossScale,
+        stepSeed,
+        checkpointing);
+  }
+
+  /**
+   * One optimizer step over {@code params}, whatever they are: the LoRA masters, or every weight of
+   * the model in full fine-tuning (then without {@code checkpointing}, which assumes a frozen
+   * embedding).
+   */
+  public static Result run(
+      CausalLm model,
+      List<Tensor> params,
+      AdamW optimizer,
+      List<Batch> microbatches,
+      double lr,
+      double maxGradNorm,
+      double lossScale,
+      long stepSeed,
+      boolean checkpointing) {
     long tokens = microbatches.stream().mapToLong(Batch::labelTokens).sum();
-    List<Tensor> params = lora.parameters();
     double lossSum = 0;
     for (int mb = 0; mb < microbatches.size(); mb++) {
       Batch b = microbatches.get(mb);
