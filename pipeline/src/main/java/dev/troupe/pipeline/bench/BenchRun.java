@@ -85,6 +85,14 @@ public final class BenchRun {
                 null,
                 k -> mode.base())) {
       int vocab = hf.config().vocabSize();
+      if (progress != null) {
+        progress.printf(
+            "%s: model loaded, frozen weights %.1f MiB, resident %.0f MiB (peak %.0f MiB)%n",
+            mode.label(),
+            model.frozenWeightBytes() / 1048576.0,
+            ResidentMemory.bytes() / 1048576.0,
+            ResidentMemory.peakBytes() / 1048576.0);
+      }
       LoraParameters lora = null;
       List<Tensor> params;
       if (mode.full()) {

@@ -1,9 +1,6 @@
 package dev.troupe.pipeline.model;
 
-import org.bytedeco.pytorch.DoubleOptional;
 import org.bytedeco.pytorch.Tensor;
-import org.bytedeco.pytorch.TensorOptional;
-import org.bytedeco.pytorch.global.torch;
 
 /**
  * Grouped-query self-attention with rotary embeddings. Under tensor parallelism a shard holds
@@ -43,17 +40,8 @@ final class Attention implements AutoCloseable {
     Tensor qh = rope.apply(q.forward(x).view(b, t, heads, headDim).transpose(1, 2));
     Tensor kh = rope.apply(k.forward(x).view(b, t, kvHeads, headDim).transpose(1, 2));
     Tensor vh = v.forward(x).view(b, t, kvHeads, headDim).transpose(1, 2);
-    // The engine's fused attention: causal unless a window mask is given; GQA without copying k/v.
-    Tensor attn =
-        torch.scaled_dot_product_attention(
-            qh,
-            kh,
-            vh,
-            mask == null ? new TensorOptional() : new TensorOptional(mask),
-            0.0,
-            mask == null,
-            new DoubleOptional(),
-            heads != kvHeads);
+    // the engine's fused attention: causal unless a window mask is given; GQA without copying k/v
+    Tensor attn = Kernels.attention(qh, kh, vh, mask, heads != kvHeads);
     Tensor out = o.forward(attn.transpose(1, 2).reshape(b, t, (long) heads * headDim));
     reduce.sumInPlace(out); // tensor-parallel seam: partial o_proj sums -> full output
     if (oBias != null) out.add_(oBias);

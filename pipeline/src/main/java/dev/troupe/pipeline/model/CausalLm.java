@@ -156,20 +156,15 @@ public final class CausalLm implements AutoCloseable {
   }
 
   /**
-   * The base output {@code x W^T (+ b)} of one linear layer as it is held now, without adapter: x
-   * [..., in] in the compute dtype. The caller owns the result.
+   * The frozen weight of one linear layer as held, as a new tensor in {@code dtype}, freed with the
+   * caller's innermost open scope.
    */
-  public Tensor linearBase(LoraKey key, Tensor x) {
-    try (PointerScope scope = new PointerScope()) {
-      return Torch.keep(linear(key).base(x));
-    }
-  }
-
-  /** The frozen weight of one linear layer as held, as a new tensor in {@code dtype}. */
   public Tensor heldWeight(LoraKey key, ScalarType dtype) {
+    Tensor out;
     try (PointerScope scope = new PointerScope()) {
-      return Torch.keep(linear(key).weight(dtype).clone());
+      out = Torch.keep(linear(key).weight(dtype).clone());
     }
+    return Torch.handOver(out);
   }
 
   /** Bytes the frozen weight of one linear layer holds. */
@@ -320,7 +315,7 @@ public final class CausalLm implements AutoCloseable {
    */
   public Tensor logits(Tensor hidden) {
     if (head == null) throw new IllegalStateException("this stage holds no output head");
-    Tensor out = torch.linear(finalNorm.forward(hidden), head);
+    Tensor out = Kernels.linear(finalNorm.forward(hidden), head, null);
     return out.scalar_type() == ScalarType.Float ? out : out.to(ScalarType.Float);
   }
 

@@ -9,7 +9,6 @@ import org.bytedeco.pytorch.GradMode;
 import org.bytedeco.pytorch.NoGradGuard;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorBase;
-import org.bytedeco.pytorch.TensorOptional;
 import org.bytedeco.pytorch.TensorTensorHook;
 import org.bytedeco.pytorch.VoidTensorHook;
 import org.bytedeco.pytorch.global.torch;
@@ -117,7 +116,7 @@ final class Linear implements AutoCloseable {
   /** The base output {@code x W^T (+ b)} alone, without the adapter. */
   Tensor base(Tensor x) {
     Tensor w = weight(x.scalar_type());
-    return bias == null ? torch.linear(x, w) : torch.linear(x, w, new TensorOptional(bias));
+    return Kernels.linear(x, w, bias);
   }
 
   /** Sees the input of every forward until cleared with null (calibration). */
@@ -139,7 +138,7 @@ final class Linear implements AutoCloseable {
         b = b.to(x.scalar_type());
       }
       Tensor in = dropout > 0 ? torch.dropout(x, dropout, true) : x;
-      Tensor delta = torch.linear(torch.linear(in, a), b);
+      Tensor delta = Kernels.linear(Kernels.linear(in, a, null), b, null);
       // out of place where y carries a gradient hook (quantized weights under autograd)
       y =
           y.requires_grad()
@@ -196,7 +195,7 @@ final class Linear implements AutoCloseable {
             Tensor next;
             try (PointerScope scope = new PointerScope()) {
               Tensor w = quantized.dequantize(gradOutput.scalar_type());
-              next = Torch.keep(torch.matmul(gradOutput, w));
+              next = Torch.keep(Kernels.matmul(gradOutput, w));
             }
             gradOutput.close();
             gradOutput = null;

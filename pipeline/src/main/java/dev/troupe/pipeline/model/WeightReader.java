@@ -5,7 +5,7 @@ import dev.troupe.pipeline.engine.Torch;
 import dev.troupe.pipeline.safetensors.DType;
 import dev.troupe.pipeline.safetensors.TensorInfo;
 import dev.troupe.pipeline.safetensors.TensorSource;
-import java.nio.ByteBuffer;
+import java.io.IOException;
 import java.util.Arrays;
 import java.util.NoSuchElementException;
 import org.bytedeco.javacpp.BytePointer;
@@ -63,17 +63,23 @@ public final class WeightReader {
       throw new ModelFormatException(
           source.path(), name + " is stored as " + stored + "; weights must be F32, F16 or BF16");
     }
-    ByteBuffer bytes = source.data(name);
-    // A non-owning view of the mapped bytes; the copy below (to(..., copy=true)) owns its memory,
-    // so the mapping may go away afterwards.
-    try (BytePointer ptr = new BytePointer(bytes);
-        Tensor view =
-            torch.from_blob(ptr, expectedShape, new TensorOptions(Torch.scalarType(stored)));
-        Tensor part = dim < 0 ? view.alias() : view.narrow(dim, start, length)) {
-      Tensor owned = part.to(dtype.scalarType(), false, true, new MemoryFormatOptional());
-      if (owned.is_contiguous()) return owned;
-      try (owned) {
-        return owned.contiguous();
+    // Read (not mapped: mapped pages that were read would stay resident for as long as the
+    // model is open) into native memory that is freed as soon as the copy below owns its data.
+    try (BytePointer ptr = new BytePointer(info.byteLength())) {
+      try {
+        source.read(name, ptr.asByteBuffer());
+      } catch (IOException e) {
+        throw new ModelFormatException(
+            source.path(), "cannot read " + name + ": " + e.getMessage());
+      }
+      try (Tensor view =
+              torch.from_blob(ptr, expectedShape, new TensorOptions(Torch.scalarType(stored)));
+          Tensor part = dim < 0 ? view.alias() : view.narrow(dim, start, length)) {
+        Tensor owned = part.to(dtype.scalarType(), false, true, new MemoryFormatOptional());
+        if (owned.is_contiguous()) return owned;
+        try (owned) {
+          return owned.contiguous();
+        }
       }
     }
   }

@@ -132,8 +132,12 @@ public final class QuantizedTensor implements AutoCloseable {
     return Torch.fromFloats(values, 16);
   }
 
-  /** A new dense tensor [rows, cols] in {@code dtype}; the caller owns it. */
+  /**
+   * A new dense tensor [rows, cols] in {@code dtype}, freed with the caller's innermost open {@link
+   * PointerScope} (or by the caller where none is open).
+   */
   public Tensor dequantize(ScalarType dtype) {
+    Tensor out;
     try (PointerScope scope = new PointerScope()) {
       Tensor w;
       if (format == QuantFormat.INT8) {
@@ -147,8 +151,9 @@ public final class QuantizedTensor implements AutoCloseable {
         w = values.view(rows, padded / GROUP, GROUP).mul(scales).view(rows, padded);
         if (padded != cols) w = w.narrow(1, 0, cols);
       }
-      return Torch.keep(w.to(dtype).contiguous());
+      out = Torch.keep(w.to(dtype).contiguous());
     }
+    return Torch.handOver(out);
   }
 
   public QuantFormat format() {

@@ -104,6 +104,28 @@ public final class SafetensorsFile implements TensorSource {
     return m.duplicate().order(ByteOrder.LITTLE_ENDIAN);
   }
 
+  @Override
+  public void read(String name, ByteBuffer dst) throws IOException {
+    TensorInfo t = info(name);
+    if (closed) {
+      throw new IllegalStateException(file + " is closed");
+    }
+    if (dst.remaining() < t.byteLength()) {
+      throw new IllegalArgumentException(
+          "buffer has room for " + dst.remaining() + " bytes; " + name + " has " + t.byteLength());
+    }
+    ByteBuffer window = dst.duplicate();
+    window.limit(window.position() + (int) t.byteLength());
+    long at = header.dataStart() + t.begin();
+    while (window.hasRemaining()) {
+      int n = channel.read(window, at);
+      if (n < 0) {
+        throw new SafetensorsException(file, "file ends inside tensor " + name);
+      }
+      at += n;
+    }
+  }
+
   private MappedByteBuffer map(TensorInfo t) {
     try {
       return channel.map(

@@ -159,6 +159,11 @@ public final class ShardedSafetensors implements TensorSource {
     return shard(name).data(name);
   }
 
+  @Override
+  public void read(String name, ByteBuffer dst) throws IOException {
+    shard(name).read(name, dst);
+  }
+
   /** The folder that holds the index and the shards. */
   @Override
   public Path path() {

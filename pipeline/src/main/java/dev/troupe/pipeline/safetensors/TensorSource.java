@@ -30,6 +30,19 @@ public interface TensorSource extends AutoCloseable {
    */
   ByteBuffer data(String name);
 
+  /**
+   * Copies a tensor's bytes into {@code dst} (from its position; exactly {@link
+   * TensorInfo#byteLength()} bytes) with ordinary reads, not a mapping: the bytes pass through the
+   * page cache, which is not counted in this process's resident memory, where mapped pages that
+   * were read stay resident as long as the mapping lives. For weights that are copied once.
+   *
+   * @throws java.util.NoSuchElementException naming the tensor and this source if absent
+   * @throws IOException if reading fails or the file ends early
+   * @throws IllegalArgumentException if {@code dst} has less room than the tensor
+   * @throws IllegalStateException if this source is closed
+   */
+  void read(String name, ByteBuffer dst) throws IOException;
+
   /** The file, or for a sharded checkpoint the folder that holds it. */
   Path path();
 

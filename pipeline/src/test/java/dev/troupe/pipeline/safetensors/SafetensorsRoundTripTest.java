@@ -60,6 +60,18 @@ class SafetensorsRoundTripTest {
         assertEquals(15, info.numel());
         assertEquals(15L * t.byteSize(), info.byteLength());
         assertArrayEquals(expected.get("w." + t.code()), bytesOf(sf.data("w." + t.code())));
+        // read() copies the same bytes, from the buffer's position on, and no more
+        ByteBuffer copy = ByteBuffer.allocateDirect((int) info.byteLength() + 3);
+        copy.position(2);
+        sf.read("w." + t.code(), copy);
+        assertEquals(2, copy.position(), "read() leaves the buffer's position alone");
+        byte[] got = new byte[(int) info.byteLength()];
+        copy.get(2, got);
+        assertArrayEquals(expected.get("w." + t.code()), got);
+        assertEquals(0, copy.get(2 + got.length));
+        ByteBuffer small = ByteBuffer.allocate((int) info.byteLength() - 1);
+        org.junit.jupiter.api.Assertions.assertThrows(
+            IllegalArgumentException.class, () -> sf.read("w." + t.code(), small));
       }
       assertEquals(0, sf.dataStart() % 8, "data section aligned to 8");
       long total = expected.values().stream().mapToLong(b -> b.length).sum();
