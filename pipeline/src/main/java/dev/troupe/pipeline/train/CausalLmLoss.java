@@ -1,5 +1,6 @@
 package dev.troupe.pipeline.train;
 
+import dev.troupe.pipeline.engine.Torch;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorOptional;
 import org.bytedeco.pytorch.global.torch;
@@ -24,6 +25,28 @@ public final class CausalLmLoss {
    * @param labels int64 [batch, seq]
    * @return a float32 scalar: the summed cross-entropy over label tokens
    */
+  /**
+   * Labels moved one position left within each sequence, the last position ignored: the target of
+   * position t is label t+1, so that rows can be scored independently.
+   */
+  public static Tensor shifted(Tensor labels) {
+    long seq = labels.size(1);
+    Tensor out = torch.full_like(labels, Torch.scalar(IGNORE));
+    if (seq > 1) out.narrow(1, 0, seq - 1).copy_(labels.narrow(1, 1, seq - 1));
+    return out;
+  }
+
+  /**
+   * Summed cross-entropy of logits [rows, vocab] (any float dtype; computed in float32) against
+   * already {@link #shifted} targets [rows].
+   */
+  public static Tensor sumFlat(Tensor logits, Tensor targets) {
+    Tensor input =
+        logits.scalar_type().value == ScalarType.Float.value ? logits : logits.to(ScalarType.Float);
+    return torch.cross_entropy_loss(
+        input, targets, new TensorOptional(), REDUCTION_SUM, IGNORE, 0.0);
+  }
+
   public static Tensor sum(Tensor logits, Tensor labels) {
     long seq = logits.size(1);
     long vocab = logits.size(2);

@@ -131,9 +131,45 @@ public final class TrainStep {
       seed(stepSeed, mb, i);
       h = model.forwardLayer(i, h, AllReduce.NONE);
     }
-    Tensor sum = CausalLmLoss.sum(model.logits(h), labels);
-    double value = sum.item_double(); // host waits for this microbatch's forward here
-    if (weight > 0) sum.mul(Torch.scalar(weight)).backward();
+    Tensor top = h.detach();
+    top.set_requires_grad(true);
+    double value = headForwardBackward(model, top, labels, weight);
+    if (weight > 0) h.backward(top.grad(), new BoolOptional(), false, new TensorArrayRefOptional());
+    return value;
+  }
+
+  /** Logits of at most this many FP32 values exist at a time in the head's forward and backward. */
+  static final long HEAD_CHUNK_VALUES = 8L << 20; // 32 MiB
+
+  /**
+   * The output head and the loss over the hidden states {@code top} (a leaf that requires grad), in
+   * chunks of rows so that the logits of a large vocabulary never exist all at once: each chunk's
+   * logits, loss and backward, accumulating into {@code top.grad()} (and into the head's weights
+   * where they are trained). Labels are shifted once for the whole batch (position t predicts t+1),
+   * so chunks may split sequences. Returns the summed loss.
+   */
+  static double headForwardBackward(CausalLm model, Tensor top, Tensor labels, double weight) {
+    return headForwardBackward(
+        model, top, labels, weight, Math.max(1, HEAD_CHUNK_VALUES / model.config().vocabSize()));
+  }
+
+  /** {@link #headForwardBackward} with {@code chunk} rows at a time. */
+  static double headForwardBackward(
+      CausalLm model, Tensor top, Tensor labels, double weight, long chunk) {
+    long rows = top.size(0) * top.size(1);
+    Tensor flat = top.view(rows, top.size(2));
+    Tensor targets = CausalLmLoss.shifted(labels).view(rows);
+    double value = 0;
+    for (long start = 0; start < rows; start += chunk) {
+      long n = Math.min(chunk, rows - start);
+      try (PointerScope scope = new PointerScope()) {
+        Tensor sum =
+            CausalLmLoss.sumFlat(
+                model.logits(flat.narrow(0, start, n)), targets.narrow(0, start, n));
+        value += sum.item_double();
+        if (weight > 0) sum.mul(Torch.scalar(weight)).backward();
+      }
+    }
     return value;
   }
 
@@ -155,10 +191,8 @@ public final class TrainStep {
     }
     Tensor top = inputs[n].detach();
     top.set_requires_grad(true);
-    Tensor sum = CausalLmLoss.sum(model.logits(top), labels);
-    double value = sum.item_double();
+    double value = headForwardBackward(model, top, labels, weight);
     if (weight <= 0) return value;
-    sum.mul(Torch.scalar(weight)).backward();
     Tensor grad = top.grad(); // owned by the microbatch's scope
     boolean owned = false;
     for (int i = n - 1; i >= 0; i--) {

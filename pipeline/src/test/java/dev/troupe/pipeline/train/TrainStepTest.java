@@ -153,4 +153,35 @@ class TrainStepTest {
       assertEquals(2 * (512 + 384 + 384 + 512 + 640 + 640 + 640), lora.count());
     }
   }
+
+  @Test
+  void theHeadInChunksGivesTheLossAndGradientOfTheWholeBatch() throws Exception {
+    try (CausalLm lm = CausalLm.load(model, ComputeDtype.FP32, null);
+        org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
+      Batch b = Batch.of(EXAMPLES.subList(0, 4), 16, 0);
+      org.bytedeco.pytorch.Tensor labels = Torch.fromLongs(b.labels(), b.rows(), b.seqLen());
+      org.bytedeco.pytorch.Tensor h = lm.embed(Torch.fromLongs(b.inputIds(), b.rows(), b.seqLen()));
+      double[] losses = new double[2];
+      org.bytedeco.pytorch.Tensor[] grads = new org.bytedeco.pytorch.Tensor[2];
+      long[] chunks = {b.rows() * (long) b.seqLen(), 5}; // one chunk; 5 rows, splitting sequences
+      for (int k = 0; k < 2; k++) {
+        org.bytedeco.pytorch.Tensor top = h.detach().clone();
+        top.set_requires_grad(true);
+        losses[k] = TrainStep.headForwardBackward(lm, top, labels, 0.5, chunks[k]);
+        grads[k] = top.grad();
+      }
+      org.bytedeco.pytorch.Tensor whole =
+          CausalLmLoss.sum(lm.logits(h.detach()), labels); // the unshifted reference path
+      assertEquals(whole.item_double(), losses[0], 1e-4);
+      assertEquals(losses[0], losses[1], 1e-4);
+      double diff =
+          org.bytedeco
+              .pytorch
+              .global
+              .torch
+              .max(org.bytedeco.pytorch.global.torch.abs(grads[0].sub(grads[1])))
+              .item_double();
+      assertTrue(diff < 1e-6, "gradients differ by " + diff);
+    }
+  }
 }
