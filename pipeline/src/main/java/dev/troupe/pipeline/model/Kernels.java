@@ -102,8 +102,7 @@ final class Kernels {
     }
     long t = q.size(2);
     Tensor scores =
-        torch
-            .matmul(q, k.transpose(-2, -1))
+        matmul(q, k.transpose(-2, -1))
             .to(ScalarType.Float)
             .mul(new org.bytedeco.pytorch.Scalar(1.0 / Math.sqrt(q.size(3))));
     Tensor hidden =
@@ -118,6 +117,6 @@ final class Kernels {
         torch
             .softmax(scores, -1, new org.bytedeco.pytorch.ScalarTypeOptional())
             .to(q.scalar_type());
-    return torch.matmul(p, v);
+    return matmul(p, v);
   }
 }

@@ -51,11 +51,14 @@ public final class AdamW implements AutoCloseable {
         Tensor g = grads.get(i);
         Tensor m = expAvg.get(i);
         Tensor v = expAvgSq.get(i);
-        p.mul_(Torch.scalar(1 - lr * weightDecay));
+        // multiplying by exactly 1 changes nothing: skip the pass without weight decay
+        if (weightDecay != 0) p.mul_(Torch.scalar(1 - lr * weightDecay));
         m.mul_(Torch.scalar(beta1)).add_(g, Torch.scalar(1 - beta1));
         v.mul_(Torch.scalar(beta2)).addcmul_(g, g, Torch.scalar(1 - beta2));
-        Tensor denom = v.sqrt().div(Torch.scalar(bc2Sqrt)).add(Torch.scalar(eps));
-        p.addcdiv_(m, denom, Torch.scalar(-stepSize));
+        try (Tensor denom = v.sqrt()) { // one temporary, updated in place
+          denom.div_(Torch.scalar(bc2Sqrt)).add_(Torch.scalar(eps));
+          p.addcdiv_(m, denom, Torch.scalar(-stepSize));
+        }
       }
     }
   }
