@@ -48,7 +48,7 @@ final class BenchCommand implements Main.Command {
                 "rounds",
                 "peer",
                 "models-dir"),
-            Set.of("json"));
+            Set.of("json", "checkpointing"));
     List<BenchMode> modes = new ArrayList<>();
     String modeList =
         args.get(
@@ -80,6 +80,7 @@ final class BenchCommand implements Main.Command {
         List<String> troupe = new ArrayList<>(javaCommand());
         troupe.addAll(List.of("bench-run", "--model", model.toString(), "--mode", mode.label()));
         troupe.addAll(common);
+        if (args.has("checkpointing")) troupe.add("--checkpointing");
         record(results, "troupe", mode, run(troupe, threads, out, json, round, rounds));
         if (peer != null) {
           List<String> p = new ArrayList<>(peer);

@@ -21,7 +21,7 @@ final class BenchRunCommand implements Main.Command {
             "bench-run",
             argv,
             Set.of("model", "mode", "seq", "batch", "steps", "warmup", "threads", "seed"),
-            Set.of());
+            Set.of("checkpointing"));
     BenchMode mode;
     try {
       mode = BenchMode.parse(args.require("mode"));
@@ -37,7 +37,8 @@ final class BenchRunCommand implements Main.Command {
             args.intValue("steps", 8, 1),
             args.intValue("warmup", 2, 0),
             args.intValue("threads", 0, 0),
-            args.longValue("seed", 0));
+            args.longValue("seed", 0),
+            args.has("checkpointing"));
     BenchRun.Result r = BenchRun.run(s, System.err);
     out.println(new ObjectMapper().writeValueAsString(json(r, s)));
     return 0;
@@ -60,6 +61,7 @@ final class BenchRunCommand implements Main.Command {
     m.put("eval_loss", r.evalLoss());
     m.put("params_trainable", r.trainable());
     m.put("skipped_steps", r.skipped());
+    m.put("checkpointing", s.checkpointing() && !r.mode().full());
     return m;
   }
 }

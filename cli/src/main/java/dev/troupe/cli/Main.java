@@ -33,7 +33,7 @@ public final class Main {
                                              adapter or model, both on the same data and their ratio
         bench      [--preset tiny|bench-s|bench-m | --model DIR] [--modes full-fp32,lora-fp32,...]
                    [--seq 256] [--batch 4] [--steps 8] [--warmup 2] [--threads N] [--rounds N]
-                   [--peer auto|none|PYTHON] [--models-dir DIR] [--json]
+                   [--peer auto|none|PYTHON] [--models-dir DIR] [--checkpointing] [--json]
                                              each mode in a fresh JVM beside the PyTorch eager peer:
                                              tokens/s, peak memory, speedup and memory vs full-fp32
         merge      --model DIR --adapter DIR --out DIR

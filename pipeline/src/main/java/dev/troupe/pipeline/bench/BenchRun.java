@@ -48,7 +48,8 @@ public final class BenchRun {
       int steps,
       int warmup,
       int threads,
-      long seed) {
+      long seed,
+      boolean checkpointing) {
     public Settings {
       if (seq < 2 || batch < 1 || steps < 1 || warmup < 0 || threads < 0) {
         throw new IllegalArgumentException(
@@ -125,7 +126,7 @@ public final class BenchRun {
                   1.0,
                   fp16 ? scaler.scale() : 1.0,
                   s.seed() + step,
-                  false);
+                  s.checkpointing() && !mode.full());
           double seconds = (System.nanoTime() - t0) / 1e9;
           if (fp16) scaler = scaler.update(r.skipped());
           if (r.skipped()) skipped++;

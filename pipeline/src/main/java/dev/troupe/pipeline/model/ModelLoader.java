@@ -80,6 +80,9 @@ final class ModelLoader {
               keep(reader.read("model.embed_tokens.weight", c.vocabSize(), c.hiddenSize()), made);
         }
       }
+      // Loading freed many large temporaries (file reads, FP32 copies for quantization); give
+      // the pages glibc keeps for reuse back to the system before training allocates its own.
+      org.bytedeco.javacpp.Pointer.trimMemory();
       return new CausalLm(c, dtype, stage, shard, embedding, layers, norm, head);
     } catch (ModelFormatException | RuntimeException e) {
       for (AutoCloseable m : made) {

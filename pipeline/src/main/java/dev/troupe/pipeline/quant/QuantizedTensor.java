@@ -2,8 +2,10 @@ package dev.troupe.pipeline.quant;
 
 import dev.troupe.pipeline.engine.Torch;
 import org.bytedeco.javacpp.PointerScope;
+import org.bytedeco.pytorch.MemoryFormatOptional;
 import org.bytedeco.pytorch.ScalarOptional;
 import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorOptions;
 import org.bytedeco.pytorch.global.torch;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
@@ -47,7 +49,7 @@ public final class QuantizedTensor implements AutoCloseable {
   private final long cols;
   private final Tensor data;
   private final Tensor scales;
-  private final Tensor table; // FP32 [16] code values (4-bit formats)
+  private final Tensor table; // FP32 [256, 2] code values of each byte (4-bit formats)
 
   private QuantizedTensor(
       QuantFormat format, long rows, long cols, Tensor data, Tensor scales, Tensor table) {
@@ -59,8 +61,12 @@ public final class QuantizedTensor implements AutoCloseable {
     this.table = table;
   }
 
+  /** Values quantized or dequantized at a time: temporaries stay around 1 MiB of FP32. */
+  private static final long BLOCK_VALUES = 1L << 18;
+
   /**
-   * Quantizes {@code weight}, a 2-D floating-point tensor (not changed, not kept).
+   * Quantizes {@code weight}, a 2-D floating-point tensor (not changed, not kept), a block of rows
+   * at a time so that the temporaries stay small.
    *
    * @throws IllegalArgumentException for {@link QuantFormat#NONE} or a tensor that is not 2-D
    */
@@ -71,57 +77,72 @@ public final class QuantizedTensor implements AutoCloseable {
     }
     long rows = weight.size(0);
     long cols = weight.size(1);
-    try (PointerScope scope = new PointerScope()) {
-      Tensor w = weight.to(ScalarType.Float).contiguous();
-      if (format == QuantFormat.INT8) {
-        Tensor amax = torch.amax(torch.abs(w), new long[] {1}, true);
-        Tensor s = torch.clamp_min(amax.div(Torch.scalar(127.0)), Torch.scalar(Float.MIN_NORMAL));
-        Tensor q =
-            torch
-                .clamp(
-                    torch.round(w.div(s)),
-                    new ScalarOptional(Torch.scalar(-127.0)),
-                    new ScalarOptional(Torch.scalar(127.0)))
-                .to(ScalarType.Char);
-        return new QuantizedTensor(
-            format, rows, cols, Torch.keep(q), Torch.keep(s.contiguous()), null);
+    boolean int8 = format == QuantFormat.INT8;
+    long padded = int8 ? cols : (cols + GROUP - 1) / GROUP * GROUP;
+    Tensor data =
+        Torch.keep(
+            torch.empty(
+                new long[] {rows, int8 ? cols : padded / 2},
+                new TensorOptions(int8 ? ScalarType.Char : ScalarType.Byte),
+                new MemoryFormatOptional()));
+    Tensor scales =
+        Torch.keep(
+            torch.empty(
+                int8 ? new long[] {rows, 1} : new long[] {rows, padded / GROUP, 1},
+                new TensorOptions(ScalarType.Float),
+                new MemoryFormatOptional()));
+    Tensor lut = int8 ? null : Torch.keep(pairTable(format));
+    long block = Math.max(1, BLOCK_VALUES / padded);
+    for (long r0 = 0; r0 < rows; r0 += block) {
+      long n = Math.min(block, rows - r0);
+      try (PointerScope scope = new PointerScope()) {
+        Tensor w = weight.narrow(0, r0, n).to(ScalarType.Float).contiguous();
+        if (int8) {
+          Tensor amax = torch.amax(torch.abs(w), new long[] {1}, true);
+          Tensor s = torch.clamp_min(amax.div(Torch.scalar(127.0)), Torch.scalar(Float.MIN_NORMAL));
+          Tensor q =
+              torch.clamp(
+                  torch.round(w.div(s)),
+                  new ScalarOptional(Torch.scalar(-127.0)),
+                  new ScalarOptional(Torch.scalar(127.0)));
+          data.narrow(0, r0, n).copy_(q);
+          scales.narrow(0, r0, n).copy_(s);
+          continue;
+        }
+        if (padded != cols) {
+          w = torch.constant_pad_nd(w, new long[] {0, padded - cols}, Torch.scalar(0.0));
+        }
+        Tensor groups = w.view(n, padded / GROUP, GROUP);
+        Tensor s =
+            torch.clamp_min(
+                torch.amax(torch.abs(groups), new long[] {2}, true),
+                Torch.scalar(Float.MIN_NORMAL));
+        Tensor normalized = groups.div(s); // in [-1, 1]
+        Tensor codes;
+        if (format == QuantFormat.INT4) {
+          // round(7 x) in -7..7, stored with offset 8 (code 0 = -8 is never produced)
+          codes =
+              torch
+                  .clamp(
+                      torch.round(normalized.mul(Torch.scalar(7.0))),
+                      new ScalarOptional(Torch.scalar(-8.0)),
+                      new ScalarOptional(Torch.scalar(7.0)))
+                  .add(Torch.scalar(8.0));
+        } else {
+          // nearest code: count the midpoints below each value
+          Tensor table = codeTable(format);
+          Tensor mids = table.narrow(0, 0, 15).add(table.narrow(0, 1, 15)).mul(Torch.scalar(0.5));
+          codes = torch.bucketize(normalized.contiguous(), mids, true, false);
+        }
+        Tensor c = codes.to(ScalarType.Byte).view(n, padded / 2, 2);
+        data.narrow(0, r0, n)
+            .copy_(
+                torch.bitwise_or(
+                    c.select(2, 0), torch.bitwise_left_shift(c.select(2, 1), Torch.intScalar(4))));
+        scales.narrow(0, r0, n).copy_(s);
       }
-      long padded = (cols + GROUP - 1) / GROUP * GROUP;
-      if (padded != cols) {
-        w = torch.constant_pad_nd(w, new long[] {0, padded - cols}, Torch.scalar(0.0));
-      }
-      Tensor groups = w.view(rows, padded / GROUP, GROUP);
-      Tensor amax = torch.amax(torch.abs(groups), new long[] {2}, true);
-      Tensor s = torch.clamp_min(amax, Torch.scalar(Float.MIN_NORMAL));
-      Tensor normalized = groups.div(s); // in [-1, 1]
-      Tensor codes;
-      Tensor table = codeTable(format);
-      if (format == QuantFormat.INT4) {
-        // round(7 x) in -7..7, stored with offset 8 (code 0 = -8 is never produced)
-        codes =
-            torch
-                .clamp(
-                    torch.round(normalized.mul(Torch.scalar(7.0))),
-                    new ScalarOptional(Torch.scalar(-8.0)),
-                    new ScalarOptional(Torch.scalar(7.0)))
-                .add(Torch.scalar(8.0));
-      } else {
-        // nearest code: count the midpoints below each value
-        Tensor mids = table.narrow(0, 0, 15).add(table.narrow(0, 1, 15)).mul(Torch.scalar(0.5));
-        codes = torch.bucketize(normalized.contiguous(), mids);
-      }
-      Tensor c = codes.to(ScalarType.Byte).view(rows, padded / 2, 2);
-      Tensor packed =
-          torch.bitwise_or(
-              c.select(2, 0), torch.bitwise_left_shift(c.select(2, 1), Torch.intScalar(4)));
-      return new QuantizedTensor(
-          format,
-          rows,
-          cols,
-          Torch.keep(packed.contiguous()),
-          Torch.keep(s.contiguous()),
-          Torch.keep(table));
     }
+    return new QuantizedTensor(format, rows, cols, data, scales, lut);
   }
 
   private static Tensor codeTable(QuantFormat format) {
@@ -132,26 +153,40 @@ public final class QuantizedTensor implements AutoCloseable {
     return Torch.fromFloats(values, 16);
   }
 
+  /** FP32 [256, 2]: the code values of a byte's low and high nibble, for one-gather decoding. */
+  private static Tensor pairTable(QuantFormat format) {
+    float[] values = new float[512];
+    for (int b = 0; b < 256; b++) {
+      int lo = b & 15;
+      int hi = b >>> 4;
+      values[2 * b] = format == QuantFormat.NF4 ? NF4_CODES[lo] : (lo - 8) / 7.0f;
+      values[2 * b + 1] = format == QuantFormat.NF4 ? NF4_CODES[hi] : (hi - 8) / 7.0f;
+    }
+    return Torch.fromFloats(values, 256, 2);
+  }
+
   /**
    * A new dense tensor [rows, cols] in {@code dtype}, freed with the caller's innermost open {@link
-   * PointerScope} (or by the caller where none is open).
+   * PointerScope} (or by the caller where none is open). Values are formed in FP32 and rounded once
+   * to {@code dtype}.
    */
   public Tensor dequantize(ScalarType dtype) {
     Tensor out;
     try (PointerScope scope = new PointerScope()) {
       Tensor w;
       if (format == QuantFormat.INT8) {
-        w = data.to(ScalarType.Float).mul(scales);
+        w = data.to(ScalarType.Float);
+        w.mul_(scales);
       } else {
         long padded = data.size(1) * 2;
-        Tensor lo = torch.bitwise_and(data, Torch.intScalar(15));
-        Tensor hi = torch.bitwise_right_shift(data, Torch.intScalar(4));
-        Tensor codes = torch.stack(new org.bytedeco.pytorch.TensorVector(lo, hi), 2);
-        Tensor values = torch.take(table, codes.to(ScalarType.Long));
-        w = values.view(rows, padded / GROUP, GROUP).mul(scales).view(rows, padded);
+        // one gather: each byte's two code values at once
+        w = torch.embedding(table, data.to(ScalarType.Int));
+        w = w.view(rows, padded / GROUP, GROUP);
+        w.mul_(scales);
+        w = w.view(rows, padded);
         if (padded != cols) w = w.narrow(1, 0, cols);
       }
-      out = Torch.keep(w.to(dtype).contiguous());
+      out = Torch.keep(dtype.value == ScalarType.Float.value ? w.contiguous() : w.to(dtype));
     }
     return Torch.handOver(out);
   }

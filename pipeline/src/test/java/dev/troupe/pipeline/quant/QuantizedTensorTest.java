@@ -85,8 +85,11 @@ class QuantizedTensorTest {
       value = QuantFormat.class,
       names = {"INT8", "INT4", "NF4"})
   void dequantizedValuesAreTheDefinitions(QuantFormat f) {
-    int rows = 7;
-    int cols = 176; // not a multiple of the group: the last group is partial
+    check(f, 7, 176); // not a multiple of the group: the last group is partial
+    check(f, 1100, 256); // more rows than one quantization block holds
+  }
+
+  private static void check(QuantFormat f, int rows, int cols) {
     float[] w = gaussian(rows * cols, 3);
     try (PointerScope scope = new PointerScope();
         QuantizedTensor q = QuantizedTensor.quantize(Torch.fromFloats(w, rows, cols), f)) {
@@ -124,7 +127,7 @@ class QuantizedTensorTest {
     // NF4's codes suit normally distributed weights better than evenly spaced INT4 levels
     assertTrue(nf4 < int4 && int4 < 0.2, "int4 " + int4 + " vs nf4 " + nf4);
     assertEquals(n * n + 4L * n, bytes[QuantFormat.INT8.ordinal()]);
-    assertEquals(n * n / 2 + 4L * n * n / 64 + 64, bytes[QuantFormat.NF4.ordinal()]);
+    assertEquals(n * n / 2 + 4L * n * n / 64 + 256 * 2 * 4, bytes[QuantFormat.NF4.ordinal()]);
   }
 
   @Test
