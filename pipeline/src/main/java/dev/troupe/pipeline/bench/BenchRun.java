@@ -11,7 +11,6 @@ import dev.troupe.pipeline.model.HfModel;
 import dev.troupe.pipeline.model.ShardSpec;
 import dev.troupe.pipeline.model.StageSpec;
 import dev.troupe.pipeline.train.AdamW;
-import dev.troupe.pipeline.train.CausalLmLoss;
 import dev.troupe.pipeline.train.LossScaler;
 import dev.troupe.pipeline.train.ResidentMemory;
 import dev.troupe.pipeline.train.TrainStep;
@@ -136,13 +135,15 @@ public final class BenchRun {
           if (timed) times[step - s.warmup()] = seconds;
           if (progress != null) {
             progress.printf(
-                "%s step %d/%d%s: %.3f s, loss %.4f%n",
+                "%s step %d/%d%s: %.3f s, loss %.4f, resident %.0f MiB (peak %.0f MiB)%n",
                 mode.label(),
                 step + 1,
                 s.warmup() + s.steps(),
                 timed ? "" : " (warm-up)",
                 seconds,
-                r.loss());
+                r.loss(),
+                ResidentMemory.bytes() / 1048576.0,
+                ResidentMemory.peakBytes() / 1048576.0);
           }
         }
         double evalLoss = evalLoss(model, batch(s, vocab, s.seed() + 10_000));
@@ -189,8 +190,9 @@ public final class BenchRun {
         NoGradGuard noGrad = new NoGradGuard()) {
       Tensor ids = Torch.fromLongs(b.inputIds(), b.rows(), b.seqLen());
       Tensor labels = Torch.fromLongs(b.labels(), b.rows(), b.seqLen());
-      Tensor logits = model.logits(model.forwardLayers(model.embed(ids), AllReduce.NONE));
-      return CausalLmLoss.sum(logits, labels).item_double() / b.labelTokens();
+      Tensor hidden = model.forwardLayers(model.embed(ids), AllReduce.NONE);
+      // in chunks, as in training: the full logits of a large vocabulary would set the peak
+      return TrainStep.headForwardBackward(model, hidden, labels, 0.0) / b.labelTokens();
     }
   }
 }

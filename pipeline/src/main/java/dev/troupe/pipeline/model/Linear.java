@@ -170,10 +170,16 @@ final class Linear implements AutoCloseable {
     return y;
   }
 
-  /** The two hooks of {@link #quantizedWithBackward}, and the tensors they hand over. */
+  /**
+   * The input gradient the last hook returned, on this thread (backward passes run on the thread
+   * that started them). libtorch copies the handle when the hook returns, so this one is freed at
+   * the next hook call of any layer: one stays alive, not one per layer.
+   */
+  private static final ThreadLocal<Tensor> LAST_INPUT_GRADIENT = new ThreadLocal<>();
+
+  /** The two hooks of {@link #quantizedWithBackward}. */
   private final class QuantBackward {
     private Tensor gradOutput;
-    private Tensor gradInput;
 
     final VoidTensorHook keepGradient =
         new VoidTensorHook() {
@@ -199,10 +205,10 @@ final class Linear implements AutoCloseable {
             }
             gradOutput.close();
             gradOutput = null;
-            // libtorch copies the returned handle; this one is freed on the next call or close
-            if (gradInput != null) gradInput.close();
-            gradInput = next;
-            return gradInput;
+            Tensor previous = LAST_INPUT_GRADIENT.get();
+            if (previous != null) previous.close();
+            LAST_INPUT_GRADIENT.set(next);
+            return next;
           }
         };
 
@@ -214,7 +220,6 @@ final class Linear implements AutoCloseable {
 
     void close() {
       if (gradOutput != null) gradOutput.close();
-      if (gradInput != null) gradInput.close();
       keepGradient.close();
       inputGradient.close();
     }

@@ -148,7 +148,8 @@ public final class TrainStep {
    * where they are trained). Labels are shifted once for the whole batch (position t predicts t+1),
    * so chunks may split sequences. Returns the summed loss.
    */
-  static double headForwardBackward(CausalLm model, Tensor top, Tensor labels, double weight) {
+  public static double headForwardBackward(
+      CausalLm model, Tensor top, Tensor labels, double weight) {
     return headForwardBackward(
         model, top, labels, weight, Math.max(1, HEAD_CHUNK_VALUES / model.config().vocabSize()));
   }
