@@ -139,7 +139,7 @@ public final class TrainStep {
   }
 
   /** Logits of at most this many FP32 values exist at a time in the head's forward and backward. */
-  static final long HEAD_CHUNK_VALUES = 8L << 20; // 32 MiB
+  static final long HEAD_CHUNK_VALUES = 4L << 20; // 16 MiB
 
   /**
    * The output head and the loss over the hidden states {@code top} (a leaf that requires grad), in
