@@ -51,12 +51,9 @@ final class Kernels {
    */
   static Tensor attention(Tensor q, Tensor k, Tensor v, Tensor mask, boolean gqa) {
     ScalarType dtype = q.scalar_type();
-    boolean reduced = dtype.value != ScalarType.Float.value;
-    if (!q.is_cuda() && reduced) {
-      long b = q.size(0);
-      long heads = q.size(1);
-      long t = q.size(2);
-      if (b * heads * t * t * 4 <= EXPLICIT_SCORES_BYTES) return explicit(q, k, v, mask);
+    // fp16 on the CPU: FP32 (the fused fp16 kernel is slow). bf16: the fused kernel in bf16,
+    // which keeps the scores in FP32; see the class comment for why not the faster explicit form
+    if (!q.is_cuda() && dtype.value == ScalarType.Half.value) {
       q = q.to(ScalarType.Float);
       k = k.to(ScalarType.Float);
       v = v.to(ScalarType.Float);
@@ -72,51 +69,5 @@ final class Kernels {
             new DoubleOptional(),
             gqa);
     return out.scalar_type().value == dtype.value ? out : out.to(dtype);
-  }
-
-  /** transformers' repeat_kv: [b, kv, t, d] to [b, kv * group, t, d], each head repeated. */
-  private static Tensor repeatKv(Tensor x, long group) {
-    long b = x.size(0);
-    long kv = x.size(1);
-    long t = x.size(2);
-    long d = x.size(3);
-    return x.unsqueeze(2).expand(new long[] {b, kv, group, t, d}).reshape(b, kv * group, t, d);
-  }
-
-  /** The largest FP32 score matrix [b, heads, t, t] {@link #explicit} makes: 64 MiB. */
-  private static final long EXPLICIT_SCORES_BYTES = 64L << 20;
-
-  /**
-   * Attention spelled out as two batched products in the compute dtype (oneDNN's bf16 GEMMs) with
-   * the masked softmax in FP32: where the scores are small enough to hold, this is 1.7 times faster
-   * on the CPU than the fused kernel run in FP32 (fused bf16 is slower still), and it never enters
-   * OpenBLAS, whose spinning worker threads otherwise compete with libtorch's.
-   */
-  private static Tensor explicit(Tensor q, Tensor k, Tensor v, Tensor mask) {
-    long heads = q.size(1);
-    long kvHeads = k.size(1);
-    if (heads != kvHeads) {
-      long group = heads / kvHeads;
-      k = repeatKv(k, group);
-      v = repeatKv(v, group);
-    }
-    long t = q.size(2);
-    Tensor scores =
-        matmul(q, k.transpose(-2, -1))
-            .to(ScalarType.Float)
-            .mul(new org.bytedeco.pytorch.Scalar(1.0 / Math.sqrt(q.size(3))));
-    Tensor hidden =
-        mask == null
-            ? torch.triu(
-                torch.ones(
-                    new long[] {t, t}, new org.bytedeco.pytorch.TensorOptions(ScalarType.Bool)),
-                1)
-            : torch.logical_not(mask);
-    scores = scores.masked_fill(hidden, new org.bytedeco.pytorch.Scalar(Double.NEGATIVE_INFINITY));
-    Tensor p =
-        torch
-            .softmax(scores, -1, new org.bytedeco.pytorch.ScalarTypeOptional())
-            .to(q.scalar_type());
-    return matmul(p, v);
   }
 }
