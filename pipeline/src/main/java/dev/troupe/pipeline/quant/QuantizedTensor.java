@@ -91,7 +91,7 @@ public final class QuantizedTensor implements AutoCloseable {
                 int8 ? new long[] {rows, 1} : new long[] {rows, padded / GROUP, 1},
                 new TensorOptions(ScalarType.Float),
                 new MemoryFormatOptional()));
-    Tensor lut = int8 ? null : Torch.keep(pairTable(format));
+    Tensor lut = int8 ? null : pairTable(format);
     long block = Math.max(1, BLOCK_VALUES / padded);
     for (long r0 = 0; r0 < rows; r0 += block) {
       long n = Math.min(block, rows - r0);
@@ -153,8 +153,15 @@ public final class QuantizedTensor implements AutoCloseable {
     return Torch.fromFloats(values, 16);
   }
 
-  /** FP32 [256, 2]: the code values of a byte's low and high nibble, for one-gather decoding. */
-  private static Tensor pairTable(QuantFormat format) {
+  private static final Tensor[] PAIR_TABLES = new Tensor[QuantFormat.values().length];
+
+  /**
+   * FP32 [256, 2]: the code values of a byte's low and high nibble, for one-gather decoding; one
+   * per format, shared by every tensor and never freed (2 KiB).
+   */
+  private static synchronized Tensor pairTable(QuantFormat format) {
+    Tensor table = PAIR_TABLES[format.ordinal()];
+    if (table != null) return table;
     float[] values = new float[512];
     for (int b = 0; b < 256; b++) {
       int lo = b & 15;
@@ -162,7 +169,9 @@ public final class QuantizedTensor implements AutoCloseable {
       values[2 * b] = format == QuantFormat.NF4 ? NF4_CODES[lo] : (lo - 8) / 7.0f;
       values[2 * b + 1] = format == QuantFormat.NF4 ? NF4_CODES[hi] : (hi - 8) / 7.0f;
     }
-    return Torch.fromFloats(values, 256, 2);
+    table = Torch.keep(Torch.fromFloats(values, 256, 2));
+    PAIR_TABLES[format.ordinal()] = table;
+    return table;
   }
 
   /**
@@ -203,15 +212,14 @@ public final class QuantizedTensor implements AutoCloseable {
     return cols;
   }
 
-  /** Bytes held: codes and scales. */
+  /** Bytes held: codes and scales (the shared code table is not counted). */
   public long bytes() {
-    return data.nbytes() + scales.nbytes() + (table == null ? 0 : table.nbytes());
+    return data.nbytes() + scales.nbytes();
   }
 
   @Override
   public void close() {
     data.close();
     scales.close();
-    if (table != null) table.close();
   }
 }
