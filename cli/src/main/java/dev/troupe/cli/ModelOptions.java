@@ -5,8 +5,6 @@ import dev.troupe.pipeline.engine.Torch;
 import dev.troupe.pipeline.lora.PeftAdapter;
 import dev.troupe.pipeline.model.CausalLm;
 import dev.troupe.pipeline.model.HfModel;
-import dev.troupe.pipeline.model.ShardSpec;
-import dev.troupe.pipeline.model.StageSpec;
 import dev.troupe.pipeline.quant.QuantFormat;
 import java.io.IOException;
 import java.nio.file.Path;
@@ -53,18 +51,7 @@ record ModelOptions(
     PeftAdapter peft = null;
     try {
       peft = adapter == null ? null : PeftAdapter.open(adapter);
-      CausalLm lm =
-          quantize == QuantFormat.NONE
-              ? CausalLm.load(hf, dtype, peft)
-              : CausalLm.load(
-                  hf.config(),
-                  hf.weights(),
-                  dtype,
-                  StageSpec.full(hf.config()),
-                  ShardSpec.NONE,
-                  peft,
-                  k -> quantize);
-      return new Loaded(hf, peft, lm);
+      return new Loaded(hf, peft, CausalLm.load(hf, dtype, peft, k -> quantize));
     } catch (IOException | RuntimeException e) {
       if (peft != null) peft.close();
       hf.close();

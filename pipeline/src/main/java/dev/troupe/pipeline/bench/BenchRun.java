@@ -8,8 +8,6 @@ import dev.troupe.pipeline.lora.LoraTarget;
 import dev.troupe.pipeline.model.AllReduce;
 import dev.troupe.pipeline.model.CausalLm;
 import dev.troupe.pipeline.model.HfModel;
-import dev.troupe.pipeline.model.ShardSpec;
-import dev.troupe.pipeline.model.StageSpec;
 import dev.troupe.pipeline.train.AdamW;
 import dev.troupe.pipeline.train.LossScaler;
 import dev.troupe.pipeline.train.ResidentMemory;
@@ -75,15 +73,7 @@ public final class BenchRun {
     if (s.threads() > 0) torch.set_num_threads(s.threads());
     BenchMode mode = s.mode();
     try (HfModel hf = HfModel.open(s.model());
-        CausalLm model =
-            CausalLm.load(
-                hf.config(),
-                hf.weights(),
-                mode.dtype(),
-                StageSpec.full(hf.config()),
-                ShardSpec.NONE,
-                null,
-                k -> mode.base())) {
+        CausalLm model = CausalLm.load(hf, mode.dtype(), null, k -> mode.base())) {
       int vocab = hf.config().vocabSize();
       if (progress != null) {
         progress.printf(

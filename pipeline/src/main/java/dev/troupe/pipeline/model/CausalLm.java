@@ -8,6 +8,7 @@ import dev.troupe.pipeline.lora.LoraWeights;
 import dev.troupe.pipeline.lora.PeftAdapter;
 import dev.troupe.pipeline.quant.QuantFormat;
 import dev.troupe.pipeline.safetensors.TensorSource;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Function;
@@ -55,13 +56,27 @@ public final class CausalLm implements AutoCloseable {
   /** Loads the whole model, optionally with a PEFT adapter applied. */
   public static CausalLm load(HfModel model, ComputeDtype dtype, PeftAdapter adapter)
       throws ModelFormatException {
+    return load(model, dtype, adapter, null);
+  }
+
+  /**
+   * Loads the whole model, optionally with a PEFT adapter applied, each decoder linear layer held
+   * as {@code quantization} says ({@code null}: none quantized).
+   */
+  public static CausalLm load(
+      HfModel model,
+      ComputeDtype dtype,
+      PeftAdapter adapter,
+      Function<LoraKey, QuantFormat> quantization)
+      throws ModelFormatException {
     return load(
         model.config(),
         model.weights(),
         dtype,
         StageSpec.full(model.config()),
         ShardSpec.NONE,
-        adapter);
+        adapter,
+        quantization);
   }
 
   /** Loads one stage and shard of the model; only its weights are read. */
@@ -93,27 +108,13 @@ public final class CausalLm implements AutoCloseable {
     return new ModelLoader(config, weights, dtype, shard, adapter, quantization).load(stage);
   }
 
-  /** The whole model with quantized decoder linear layers. */
-  public static CausalLm loadQuantized(
-      HfModel model, ComputeDtype dtype, Function<LoraKey, QuantFormat> quantization)
-      throws ModelFormatException {
-    return load(
-        model.config(),
-        model.weights(),
-        dtype,
-        StageSpec.full(model.config()),
-        ShardSpec.NONE,
-        null,
-        quantization);
-  }
-
   /**
    * Makes every weight of this stage trainable (full fine-tuning, the benchmark's baseline) and
    * returns them: embedding, each layer's norms, linear weights and biases, the final norm and the
    * head (once where tied). Needs dense weights; an adapter is not trained alongside.
    */
   public List<Tensor> trainAllWeights() {
-    List<Tensor> params = new java.util.ArrayList<>();
+    List<Tensor> params = new ArrayList<>();
     if (embedding != null) params.add(embedding);
     for (DecoderLayer layer : layers) {
       params.add(layer.inputNorm.weight());

@@ -1,5 +1,7 @@
 package dev.troupe.pipeline.model;
 
+import dev.troupe.pipeline.lora.LoraTarget;
+import java.util.function.BiConsumer;
 import org.bytedeco.pytorch.Tensor;
 
 /** One pre-norm decoder layer: {@code h = x + attn(norm(x)); out = h + mlp(norm(h))}. */
@@ -17,7 +19,7 @@ final class DecoderLayer implements AutoCloseable {
   }
 
   /** The linear layer LoRA calls {@code target}. */
-  Linear linear(dev.troupe.pipeline.lora.LoraTarget target) {
+  Linear linear(LoraTarget target) {
     return switch (target) {
       case Q_PROJ -> attention.q;
       case K_PROJ -> attention.k;
@@ -37,18 +39,14 @@ final class DecoderLayer implements AutoCloseable {
   /**
    * {@link #forward} without tensor parallelism, showing each linear layer's input to {@code sink}.
    */
-  Tensor forwardCapturing(
-      Tensor x,
-      Rotary rope,
-      Tensor mask,
-      java.util.function.BiConsumer<dev.troupe.pipeline.lora.LoraTarget, Tensor> sink) {
+  Tensor forwardCapturing(Tensor x, Rotary rope, Tensor mask, BiConsumer<LoraTarget, Tensor> sink) {
     try {
-      for (dev.troupe.pipeline.lora.LoraTarget t : dev.troupe.pipeline.lora.LoraTarget.values()) {
+      for (LoraTarget t : LoraTarget.values()) {
         linear(t).observe(in -> sink.accept(t, in));
       }
       return forward(x, rope, mask, AllReduce.NONE);
     } finally {
-      for (dev.troupe.pipeline.lora.LoraTarget t : dev.troupe.pipeline.lora.LoraTarget.values()) {
+      for (LoraTarget t : LoraTarget.values()) {
         linear(t).observe(null);
       }
     }

@@ -21,8 +21,8 @@ import org.bytedeco.pytorch.global.torch.ScalarType;
  * {@link Attention}, {@link Mlp}).
  *
  * <p>The frozen weight is dense in the compute dtype, or {@link QuantizedTensor quantized}: then
- * every forward dequantizes it into a temporary that its caller's scope frees (autograd keeps it
- * until the backward pass where the layer is not recomputed).
+ * every forward dequantizes it into a temporary that its caller's scope frees, and under autograd
+ * the backward dequantizes it again (see {@link #quantizedWithBackward}).
  *
  * <p>An adapter loaded for inference is owned (and closed) by the layer and already in the compute
  * dtype. Trainable FP32 master weights are lent by the trainer: they are cast to the compute dtype
@@ -126,10 +126,8 @@ final class Linear implements AutoCloseable {
 
   Tensor forward(Tensor x) {
     if (observer != null) observer.accept(x);
-    Tensor y =
-        quantized != null && GradMode.is_enabled() && x.requires_grad()
-            ? quantizedWithBackward(x)
-            : base(x);
+    boolean hooked = quantized != null && GradMode.is_enabled() && x.requires_grad();
+    Tensor y = hooked ? quantizedWithBackward(x) : base(x);
     if (lora != null) {
       Tensor a = lora.a();
       Tensor b = lora.b();
@@ -139,9 +137,9 @@ final class Linear implements AutoCloseable {
       }
       Tensor in = dropout > 0 ? torch.dropout(x, dropout, true) : x;
       Tensor delta = Kernels.linear(Kernels.linear(in, a, null), b, null);
-      // out of place where y carries a gradient hook (quantized weights under autograd)
+      // out of place where y carries a gradient hook, in place everywhere else
       y =
-          y.requires_grad()
+          hooked
               ? y.add(delta, Torch.scalar(lora.scaling()))
               : y.add_(delta, Torch.scalar(lora.scaling()));
     }

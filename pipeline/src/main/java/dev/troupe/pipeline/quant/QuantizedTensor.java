@@ -92,65 +92,74 @@ public final class QuantizedTensor implements AutoCloseable {
                 new TensorOptions(ScalarType.Float),
                 new MemoryFormatOptional()));
     Tensor lut = int8 ? null : pairTable(format);
+    Tensor mids = format == QuantFormat.NF4 ? Torch.keep(nf4Midpoints()) : null;
     long block = Math.max(1, BLOCK_VALUES / padded);
-    for (long r0 = 0; r0 < rows; r0 += block) {
-      long n = Math.min(block, rows - r0);
-      try (PointerScope scope = new PointerScope()) {
-        Tensor w = weight.narrow(0, r0, n).to(ScalarType.Float).contiguous();
-        if (int8) {
-          Tensor amax = torch.amax(torch.abs(w), new long[] {1}, true);
-          Tensor s = torch.clamp_min(amax.div(Torch.scalar(127.0)), Torch.scalar(Float.MIN_NORMAL));
-          Tensor q =
-              torch.clamp(
-                  torch.round(w.div(s)),
-                  new ScalarOptional(Torch.scalar(-127.0)),
-                  new ScalarOptional(Torch.scalar(127.0)));
-          data.narrow(0, r0, n).copy_(q);
+    try {
+      for (long r0 = 0; r0 < rows; r0 += block) {
+        long n = Math.min(block, rows - r0);
+        try (PointerScope scope = new PointerScope()) {
+          Tensor w = weight.narrow(0, r0, n).to(ScalarType.Float).contiguous();
+          if (int8) {
+            Tensor amax = torch.amax(torch.abs(w), new long[] {1}, true);
+            Tensor s =
+                torch.clamp_min(amax.div(Torch.scalar(127.0)), Torch.scalar(Float.MIN_NORMAL));
+            Tensor q =
+                torch.clamp(
+                    torch.round(w.div(s)),
+                    new ScalarOptional(Torch.scalar(-127.0)),
+                    new ScalarOptional(Torch.scalar(127.0)));
+            data.narrow(0, r0, n).copy_(q);
+            scales.narrow(0, r0, n).copy_(s);
+            continue;
+          }
+          if (padded != cols) {
+            w = torch.constant_pad_nd(w, new long[] {0, padded - cols}, Torch.scalar(0.0));
+          }
+          Tensor groups = w.view(n, padded / GROUP, GROUP);
+          Tensor s =
+              torch.clamp_min(
+                  torch.amax(torch.abs(groups), new long[] {2}, true),
+                  Torch.scalar(Float.MIN_NORMAL));
+          Tensor normalized = groups.div(s); // in [-1, 1]
+          Tensor codes;
+          if (format == QuantFormat.INT4) {
+            // round(7 x) in -7..7, stored with offset 8 (code 0 = -8 is never produced)
+            codes =
+                torch
+                    .clamp(
+                        torch.round(normalized.mul(Torch.scalar(7.0))),
+                        new ScalarOptional(Torch.scalar(-8.0)),
+                        new ScalarOptional(Torch.scalar(7.0)))
+                    .add(Torch.scalar(8.0));
+          } else {
+            // nearest code: count the midpoints below each value
+            codes = torch.bucketize(normalized.contiguous(), mids, true, false);
+          }
+          Tensor c = codes.to(ScalarType.Byte).view(n, padded / 2, 2);
+          data.narrow(0, r0, n)
+              .copy_(
+                  torch.bitwise_or(
+                      c.select(2, 0),
+                      torch.bitwise_left_shift(c.select(2, 1), Torch.intScalar(4))));
           scales.narrow(0, r0, n).copy_(s);
-          continue;
         }
-        if (padded != cols) {
-          w = torch.constant_pad_nd(w, new long[] {0, padded - cols}, Torch.scalar(0.0));
-        }
-        Tensor groups = w.view(n, padded / GROUP, GROUP);
-        Tensor s =
-            torch.clamp_min(
-                torch.amax(torch.abs(groups), new long[] {2}, true),
-                Torch.scalar(Float.MIN_NORMAL));
-        Tensor normalized = groups.div(s); // in [-1, 1]
-        Tensor codes;
-        if (format == QuantFormat.INT4) {
-          // round(7 x) in -7..7, stored with offset 8 (code 0 = -8 is never produced)
-          codes =
-              torch
-                  .clamp(
-                      torch.round(normalized.mul(Torch.scalar(7.0))),
-                      new ScalarOptional(Torch.scalar(-8.0)),
-                      new ScalarOptional(Torch.scalar(7.0)))
-                  .add(Torch.scalar(8.0));
-        } else {
-          // nearest code: count the midpoints below each value
-          Tensor table = codeTable(format);
-          Tensor mids = table.narrow(0, 0, 15).add(table.narrow(0, 1, 15)).mul(Torch.scalar(0.5));
-          codes = torch.bucketize(normalized.contiguous(), mids, true, false);
-        }
-        Tensor c = codes.to(ScalarType.Byte).view(n, padded / 2, 2);
-        data.narrow(0, r0, n)
-            .copy_(
-                torch.bitwise_or(
-                    c.select(2, 0), torch.bitwise_left_shift(c.select(2, 1), Torch.intScalar(4))));
-        scales.narrow(0, r0, n).copy_(s);
       }
+    } finally {
+      if (mids != null) mids.close();
     }
     return new QuantizedTensor(format, rows, cols, data, scales, lut);
   }
 
-  private static Tensor codeTable(QuantFormat format) {
-    float[] values = new float[16];
-    for (int i = 0; i < 16; i++) {
-      values[i] = format == QuantFormat.NF4 ? NF4_CODES[i] : (i - 8) / 7.0f;
-    }
-    return Torch.fromFloats(values, 16);
+  /** The value of 4-bit code {@code code} (0..15) before scaling. */
+  private static float codeValue(QuantFormat format, int code) {
+    return format == QuantFormat.NF4 ? NF4_CODES[code] : (code - 8) / 7.0f;
+  }
+
+  /** The 15 points halfway between consecutive NF4 codes. */
+  private static Tensor nf4Midpoints() {
+    float[] mids = new float[15];
+    for (int i = 0; i < mids.length; i++) mids[i] = (NF4_CODES[i] + NF4_CODES[i + 1]) / 2;
+    return Torch.fromFloats(mids, mids.length);
   }
 
   private static final Tensor[] PAIR_TABLES = new Tensor[QuantFormat.values().length];
@@ -164,10 +173,8 @@ public final class QuantizedTensor implements AutoCloseable {
     if (table != null) return table;
     float[] values = new float[512];
     for (int b = 0; b < 256; b++) {
-      int lo = b & 15;
-      int hi = b >>> 4;
-      values[2 * b] = format == QuantFormat.NF4 ? NF4_CODES[lo] : (lo - 8) / 7.0f;
-      values[2 * b + 1] = format == QuantFormat.NF4 ? NF4_CODES[hi] : (hi - 8) / 7.0f;
+      values[2 * b] = codeValue(format, b & 15);
+      values[2 * b + 1] = codeValue(format, b >>> 4);
     }
     table = Torch.keep(Torch.fromFloats(values, 256, 2));
     PAIR_TABLES[format.ordinal()] = table;

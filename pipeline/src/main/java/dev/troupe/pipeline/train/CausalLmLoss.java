@@ -21,11 +21,6 @@ public final class CausalLmLoss {
   private CausalLmLoss() {}
 
   /**
-   * @param logits float32 [batch, seq, vocab]
-   * @param labels int64 [batch, seq]
-   * @return a float32 scalar: the summed cross-entropy over label tokens
-   */
-  /**
    * Labels moved one position left within each sequence, the last position ignored: the target of
    * position t is label t+1, so that rows can be scored independently.
    */
@@ -47,6 +42,11 @@ public final class CausalLmLoss {
         input, targets, new TensorOptional(), REDUCTION_SUM, IGNORE, 0.0);
   }
 
+  /**
+   * @param logits float32 [batch, seq, vocab]
+   * @param labels int64 [batch, seq]
+   * @return a float32 scalar: the summed cross-entropy over label tokens
+   */
   public static Tensor sum(Tensor logits, Tensor labels) {
     long seq = logits.size(1);
     long vocab = logits.size(2);

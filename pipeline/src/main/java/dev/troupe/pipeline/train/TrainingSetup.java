@@ -139,7 +139,7 @@ record TrainingSetup(
 
   /** The frozen base model in {@code dtype}, each linear layer held as {@code quant} says. */
   CausalLm loadModel(ComputeDtype dtype, QuantState quant) throws ModelFormatException {
-    return quant == null ? loadModel(dtype) : CausalLm.loadQuantized(model, dtype, quant::format);
+    return quant == null ? loadModel(dtype) : CausalLm.load(model, dtype, null, quant::format);
   }
 
   @Override
