@@ -49,12 +49,26 @@ public final class Demo {
     this.terminal = terminal;
   }
 
+  /**
+   * Written into the cached base; a base made by another version of the demo (other pretraining
+   * data) is built again. Version 2: the base also copies and reverses words in capitals.
+   */
+  private static final String BASE_VERSION = "troupe demo base 2";
+
+  private static final String BASE_MARKER = "troupe-demo-base.txt";
+
   /** The pretrained base model folder, built on the first call and reused afterwards. */
   public Path base() throws IOException {
     Path base = dir.resolve("base");
-    if (Files.isRegularFile(base.resolve("config.json"))) {
+    Path marker = base.resolve(BASE_MARKER);
+    if (Files.isRegularFile(marker)
+        && Files.readString(marker, StandardCharsets.UTF_8).strip().equals(BASE_VERSION)) {
       out.println("using the base model cached in " + base);
       return base;
+    }
+    if (Files.exists(base)) {
+      out.println("the base model cached in " + base + " was made by an older demo; replacing it");
+      deleteTree(base);
     }
     Files.createDirectories(dir);
     out.println(
@@ -122,6 +136,7 @@ public final class Demo {
       Path tmp = dir.resolve("base.tmp");
       deleteTree(tmp);
       AdapterMerge.merge(m, a, tmp);
+      Files.writeString(tmp.resolve(BASE_MARKER), BASE_VERSION + "\n", StandardCharsets.UTF_8);
       Files.move(tmp, base, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
     }
     return base;
@@ -139,8 +154,8 @@ public final class Demo {
             """
             model = "%s"
             data { train = "%s", eval = "%s", format = chat, shuffle = true }
-            lora { r = 16, alpha = 32, dropout = 0.05, targets = [q_proj, v_proj, o_proj, down_proj] }
-            optimizer { lr = 3e-3, schedule = cosine, warmup-steps = 20 }
+            lora { r = 16, alpha = 32, dropout = 0.05, targets = [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj] }
+            optimizer { lr = 6e-3, schedule = cosine, warmup-steps = 20 }
             batch { global = 32, micro = 32, seq-len = 32 }
             steps = %d
             precision { mode = %s, fp32-warmup-steps = 20 }

@@ -24,9 +24,14 @@ public final class DemoData {
 
   private DemoData() {}
 
-  /** One of the base model's tasks: {@code copy w} or {@code reverse w}. */
+  /**
+   * One of the base model's tasks: {@code copy w} or {@code reverse w}, the word in small letters
+   * or in capitals (so the base can write both; what it has never seen is turning one into the
+   * other).
+   */
   static String pretrainLine(SplittableRandom r) {
     String w = word(r);
+    if (r.nextBoolean()) w = w.toUpperCase(Locale.ROOT);
     boolean copy = r.nextBoolean();
     return chat(
         (copy ? "copy " : "reverse ") + w, copy ? w : new StringBuilder(w).reverse().toString());

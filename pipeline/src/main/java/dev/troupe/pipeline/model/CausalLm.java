@@ -105,6 +105,7 @@ public final class CausalLm implements AutoCloseable {
       PeftAdapter adapter,
       Function<LoraKey, QuantFormat> quantization)
       throws ModelFormatException {
+    Torch.sizeBlasThreads(dtype);
     return new ModelLoader(config, weights, dtype, shard, adapter, quantization).load(stage);
   }
 

@@ -1,8 +1,11 @@
 package dev.troupe.pipeline.model;
 
 import org.bytedeco.pytorch.DoubleOptional;
+import org.bytedeco.pytorch.Scalar;
+import org.bytedeco.pytorch.ScalarTypeOptional;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorOptional;
+import org.bytedeco.pytorch.TensorOptions;
 import org.bytedeco.pytorch.global.torch;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
@@ -13,11 +16,10 @@ import org.bytedeco.pytorch.global.torch.ScalarType;
  * kernel in bf16 or fp16 is 8-15 times slower than in FP32 (4 × 8 heads × 256 × 64: 72 ms against
  * 8.5 ms forward; 145 ms against 40 ms with backward). So on a CPU fp16 products are computed from
  * FP32 copies of their operands and rounded back (as PyTorch's own CPU autocast falls back), and
- * fp16 attention runs fused in FP32. bf16 attention stays in the fused bf16 kernel, which keeps its
- * scores in FP32: spelled out as two bf16 products with an FP32 softmax (as transformers' eager
- * attention does) it was 1.7 times faster, but the scores rounded to bf16 cost the demo's base,
- * pretrained in bf16 on copy tasks, its accuracy (62.5% instead of 98.4%). On CUDA everything runs
- * in the compute dtype.
+ * fp16 attention runs fused in FP32. bf16 attention is spelled out with FP32 scores (see {@link
+ * #explicitFp32Scores}), as precise as the fused bf16 kernel and 5-8 times faster. Rounding the
+ * scores to bf16 as well, as transformers' eager attention does, is faster still but less precise;
+ * it is not used. On CUDA everything runs fused in the compute dtype.
  */
 final class Kernels {
   private Kernels() {}
@@ -55,8 +57,11 @@ final class Kernels {
    */
   static Tensor attention(Tensor q, Tensor k, Tensor v, Tensor mask, boolean gqa) {
     ScalarType dtype = q.scalar_type();
-    // fp16 on the CPU: FP32 (the fused fp16 kernel is slow). bf16: the fused kernel in bf16,
-    // which keeps the scores in FP32; see the class comment for why not the faster explicit form
+    if (!q.is_cuda() && dtype.value == ScalarType.BFloat16.value) {
+      long scoreBytes = q.size(0) * q.size(1) * q.size(2) * k.size(2) * 4;
+      if (scoreBytes <= EXPLICIT_SCORES_BYTES) return explicitFp32Scores(q, k, v, mask);
+    }
+    // fp16 on the CPU: FP32 (the fused fp16 kernel is slow)
     if (!q.is_cuda() && dtype.value == ScalarType.Half.value) {
       q = q.to(ScalarType.Float);
       k = k.to(ScalarType.Float);
@@ -73,5 +78,44 @@ final class Kernels {
             new DoubleOptional(),
             gqa);
     return out.scalar_type().value == dtype.value ? out : out.to(dtype);
+  }
+
+  /** The largest FP32 score matrix [b, heads, t, t] {@link #explicitFp32Scores} makes: 64 MiB. */
+  private static final long EXPLICIT_SCORES_BYTES = 64L << 20;
+
+  /**
+   * bf16 attention spelled out, with the scores and the softmax in FP32 (as the fused kernel keeps
+   * them; transformers' eager attention rounds the scores to bf16 first): {@code q k^T} as an FP32
+   * product of the exact upcast bf16 values, then the masked softmax, the probabilities rounded to
+   * bf16, and {@code p v} as a bf16 product. A grouped-query head group shares one product with its
+   * key/value head ([b, kv, group * t, d] against [b, kv, d, t]): k and v are never copied.
+   */
+  private static Tensor explicitFp32Scores(Tensor q, Tensor k, Tensor v, Tensor mask) {
+    long b = q.size(0);
+    long heads = q.size(1);
+    long t = q.size(2);
+    long d = q.size(3);
+    long kvHeads = k.size(1);
+    long s = k.size(2);
+    long group = heads / kvHeads;
+    Tensor hidden =
+        mask == null
+            ? torch.triu(torch.ones(new long[] {t, s}, new TensorOptions(ScalarType.Bool)), 1)
+            : torch.logical_not(mask);
+    // the mask as an additive bias the product starts from: scale, mask and q k^T in one call
+    Tensor bias =
+        torch
+            .zeros(new long[] {t, s}, new TensorOptions(ScalarType.Float))
+            .masked_fill(hidden, new Scalar(Double.NEGATIVE_INFINITY));
+    if (group > 1) bias = bias.repeat(group, 1);
+    Tensor scores =
+        torch.baddbmm(
+            bias,
+            q.reshape(b * kvHeads, group * t, d).to(ScalarType.Float),
+            k.reshape(b * kvHeads, s, d).to(ScalarType.Float).transpose(1, 2),
+            new Scalar(1.0),
+            new Scalar(1.0 / Math.sqrt(d)));
+    Tensor p = torch.softmax(scores, -1, new ScalarTypeOptional()).to(ScalarType.BFloat16);
+    return torch.bmm(p, v.reshape(b * kvHeads, s, d)).view(b, heads, t, d);
   }
 }

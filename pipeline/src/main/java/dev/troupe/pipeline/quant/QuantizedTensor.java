@@ -191,8 +191,11 @@ public final class QuantizedTensor implements AutoCloseable {
     try (PointerScope scope = new PointerScope()) {
       Tensor w;
       if (format == QuantFormat.INT8) {
-        w = data.to(ScalarType.Float);
+        // codes are exact in every float dtype; the in-place product with the FP32 scales is
+        // computed in FP32 and rounded once: one pass, no FP32 copy of the matrix
+        w = data.to(dtype);
         w.mul_(scales);
+        out = Torch.keep(w);
       } else {
         long padded = data.size(1) * 2;
         // one gather: each byte's two code values at once
@@ -201,8 +204,8 @@ public final class QuantizedTensor implements AutoCloseable {
         w.mul_(scales);
         w = w.view(rows, padded);
         if (padded != cols) w = w.narrow(1, 0, cols);
+        out = Torch.keep(dtype.value == ScalarType.Float.value ? w.contiguous() : w.to(dtype));
       }
-      out = Torch.keep(dtype.value == ScalarType.Float.value ? w.contiguous() : w.to(dtype));
     }
     return Torch.handOver(out);
   }

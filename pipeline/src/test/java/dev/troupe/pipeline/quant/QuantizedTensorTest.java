@@ -130,16 +130,21 @@ class QuantizedTensorTest {
     assertEquals(n * n / 2 + 4L * n * n / 64, bytes[QuantFormat.NF4.ordinal()]);
   }
 
-  @Test
-  void bfloat16OutputIsTheFp32ValuesRounded() {
-    float[] w = gaussian(64 * 64, 5);
+  /** bf16 and fp16 output: the FP32 values rounded once, for every format. */
+  @ParameterizedTest
+  @EnumSource(
+      value = QuantFormat.class,
+      names = {"INT8", "INT4", "NF4"})
+  void reducedPrecisionOutputIsTheFp32ValuesRounded(QuantFormat f) {
+    float[] w = gaussian(64 * 96, 5);
     try (PointerScope scope = new PointerScope();
-        QuantizedTensor q =
-            QuantizedTensor.quantize(Torch.fromFloats(w, 64, 64), QuantFormat.NF4)) {
+        QuantizedTensor q = QuantizedTensor.quantize(Torch.fromFloats(w, 64, 96), f)) {
       Tensor fp32 = q.dequantize(ScalarType.Float);
-      Tensor bf16 = q.dequantize(ScalarType.BFloat16);
-      assertEquals(ScalarType.BFloat16.value, bf16.scalar_type().value);
-      assertTrue(torch.equal(fp32.to(ScalarType.BFloat16), bf16));
+      for (ScalarType t : new ScalarType[] {ScalarType.BFloat16, ScalarType.Half}) {
+        Tensor reduced = q.dequantize(t);
+        assertEquals(t.value, reduced.scalar_type().value);
+        assertTrue(torch.equal(fp32.to(t), reduced), f + " as " + t);
+      }
     }
   }
 
