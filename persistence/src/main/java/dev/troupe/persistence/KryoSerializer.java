@@ -1,0 +1,377 @@
+package dev.troupe.persistence;
+
+import com.esotericsoftware.kryo.Kryo;
+import com.esotericsoftware.kryo.KryoException;
+import com.esotericsoftware.kryo.Registration;
+import com.esotericsoftware.kryo.Serializer;
+import com.esotericsoftware.kryo.io.Input;
+import com.esotericsoftware.kryo.io.Output;
+import com.esotericsoftware.kryo.util.DefaultClassResolver;
+import com.esotericsoftware.kryo.util.Pool;
+import com.typesafe.config.Config;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.UUID;
+import java.util.function.Predicate;
+import org.apache.pekko.actor.ActorRef;
+import org.apache.pekko.actor.ExtendedActorSystem;
+import org.apache.pekko.actor.typed.ActorRefResolver;
+import org.apache.pekko.actor.typed.javadsl.Adapter;
+import org.apache.pekko.serialization.JSerializer;
+import org.apache.pekko.serialization.Serialization;
+
+/**
+ * Pekko serializer for {@link ClusterMessage}s over Kryo 5 (io.altoo's Pekko Kryo serializer is not
+ * available from the project's Maven mirror, and this one is small).
+ *
+ * <ul>
+ *   <li>Registration is required: a class that is neither built in (arrays of primitives, strings,
+ *       ArrayList/HashMap/LinkedHashMap/HashSet, UUID, immutable {@code List.of}/{@code
+ *       Map.of}/{@code Set.of} collections, {@link TensorBytes}, actor refs) nor listed in {@code
+ *       troupe.serialization.kryo.classes} is refused when written, with a message naming it.
+ *       Nothing is ever instantiated from a class name read off the wire.
+ *   <li>Registration ids are fixed: built-ins from {@value #BUILT_IN_IDS}, configured classes from
+ *       {@value #CONFIGURED_IDS} in the order of the list. Nodes that share the configuration
+ *       agree; add new classes at the end of the list.
+ *   <li>Actor refs (classic and typed, any implementation class) are written as their serialization
+ *       path and resolved on the receiving side, as Pekko's own serializers do.
+ *   <li>Records use Kryo's record serializer (their canonical constructor runs, so their checks run
+ *       on the receiving side too).
+ * </ul>
+ *
+ * Kryo instances are not thread-safe; each call borrows one from a pool.
+ */
+public final class KryoSerializer extends JSerializer {
+  /** Pekko's id of this serializer (ids 0-40 are Pekko's own). */
+  public static final int IDENTIFIER = 7301;
+
+  /** The first registration id of the built-in classes. */
+  public static final int BUILT_IN_IDS = 100;
+
+  /** The first registration id of the classes listed in the configuration. */
+  public static final int CONFIGURED_IDS = 1000;
+
+  /** The configuration key listing the message classes, in registration order. */
+  public static final String CLASSES_KEY = "troupe.serialization.kryo.classes";
+
+  private final ExtendedActorSystem system;
+  private final List<Class<?>> configured;
+  private final Pool<Kryo> pool;
+
+  public KryoSerializer(ExtendedActorSystem system) {
+    this(system, system.settings().config());
+  }
+
+  /** A serializer whose class list comes from {@code config} rather than the system's. */
+  public KryoSerializer(ExtendedActorSystem system, Config config) {
+    this.system = system;
+    this.configured = classes(config, system.dynamicAccess().classLoader());
+    this.pool =
+        new Pool<>(true, false, 16) {
+          @Override
+          protected Kryo create() {
+            return newKryo();
+          }
+        };
+  }
+
+  private static List<Class<?>> classes(Config config, ClassLoader loader) {
+    List<Class<?>> out = new ArrayList<>();
+    if (!config.hasPath(CLASSES_KEY)) return out;
+    List<String> names;
+    try {
+      names = config.getStringList(CLASSES_KEY);
+    } catch (com.typesafe.config.ConfigException e) {
+      throw new IllegalArgumentException(
+          CLASSES_KEY + " must be a list of class names: " + e.getMessage(), e);
+    }
+    for (int i = 0; i < names.size(); i++) {
+      try {
+        out.add(Class.forName(names.get(i), false, loader));
+      } catch (ClassNotFoundException e) {
+        throw new IllegalArgumentException(
+            CLASSES_KEY + "[" + i + "]: class '" + names.get(i) + "' not found", e);
+      }
+    }
+    return out;
+  }
+
+  @Override
+  public int identifier() {
+    return IDENTIFIER;
+  }
+
+  @Override
+  public boolean includeManifest() {
+    return false;
+  }
+
+  @Override
+  public byte[] toBinary(Object o) {
+    Kryo kryo = pool.obtain();
+    try (Output out = new Output(256, -1)) {
+      kryo.writeClassAndObject(out, o);
+      return out.toBytes();
+    } catch (IllegalArgumentException | KryoException e) {
+      throw new IllegalArgumentException(
+          "cannot serialize a "
+              + o.getClass().getName()
+              + " for the cluster: "
+              + firstLine(e)
+              + " (message classes must be listed in "
+              + CLASSES_KEY
+              + ")",
+          e);
+    } finally {
+      pool.free(kryo);
+    }
+  }
+
+  @Override
+  public Object fromBinaryJava(byte[] bytes, Class<?> manifest) {
+    Kryo kryo = pool.obtain();
+    try (Input in = new Input(bytes)) {
+      Object o = kryo.readClassAndObject(in);
+      if (in.position() != bytes.length) {
+        throw new IllegalArgumentException(
+            "cannot read a cluster message: "
+                + (bytes.length - in.position())
+                + " bytes left over after a "
+                + (o == null ? "null" : o.getClass().getName())
+                + " ("
+                + bytes.length
+                + " bytes in all)");
+      }
+      return o;
+    } catch (KryoException | IndexOutOfBoundsException | NegativeArraySizeException e) {
+      throw new IllegalArgumentException(
+          "cannot read a cluster message (" + bytes.length + " bytes): " + firstLine(e), e);
+    } finally {
+      pool.free(kryo);
+    }
+  }
+
+  private static String firstLine(Throwable e) {
+    String m = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
+    int nl = m.indexOf('\n');
+    return nl < 0 ? m : m.substring(0, nl);
+  }
+
+  private Kryo newKryo() {
+    FamilyClassResolver resolver = new FamilyClassResolver();
+    Kryo kryo = new Kryo(resolver, null);
+    kryo.setRegistrationRequired(true);
+    kryo.setReferences(false);
+    int id = BUILT_IN_IDS;
+    for (Class<?> c :
+        List.of(
+            byte[].class,
+            short[].class,
+            int[].class,
+            long[].class,
+            float[].class,
+            double[].class,
+            boolean[].class,
+            char[].class,
+            String[].class,
+            ArrayList.class,
+            HashMap.class,
+            LinkedHashMap.class,
+            HashSet.class,
+            TensorBytes.class)) {
+      kryo.register(c, id++);
+    }
+    kryo.register(UUID.class, new UuidSerializer(), id++);
+    Class<?> list = List.of().getClass();
+    kryo.register(list, new ImmutableListSerializer(), id++);
+    resolver.family(c -> c.getName().startsWith("java.util.ImmutableCollections$List"), list);
+    Class<?> map = Map.of().getClass();
+    kryo.register(map, new ImmutableMapSerializer(), id++);
+    resolver.family(c -> c.getName().startsWith("java.util.ImmutableCollections$Map"), map);
+    Class<?> set = Set.of().getClass();
+    kryo.register(set, new ImmutableSetSerializer(), id++);
+    resolver.family(c -> c.getName().startsWith("java.util.ImmutableCollections$Set"), set);
+    kryo.register(ActorRef.class, new ClassicRefSerializer(system), id++);
+    resolver.family(ActorRef.class::isAssignableFrom, ActorRef.class);
+    kryo.register(
+        org.apache.pekko.actor.typed.ActorRef.class,
+        new TypedRefSerializer(ActorRefResolver.get(Adapter.toTyped(system))),
+        id++);
+    resolver.family(
+        org.apache.pekko.actor.typed.ActorRef.class::isAssignableFrom,
+        org.apache.pekko.actor.typed.ActorRef.class);
+    for (int i = 0; i < configured.size(); i++)
+      kryo.register(configured.get(i), CONFIGURED_IDS + i);
+    return kryo;
+  }
+
+  /**
+   * Kryo's resolver, plus families: a class without its own registration that belongs to a family
+   * (every ActorRef implementation, every immutable list class) uses the family's registration.
+   */
+  private static final class FamilyClassResolver extends DefaultClassResolver {
+    private final List<Map.Entry<Predicate<Class<?>>, Class<?>>> families = new ArrayList<>();
+
+    void family(Predicate<Class<?>> member, Class<?> registered) {
+      families.add(Map.entry(member, registered));
+    }
+
+    @Override
+    public Registration getRegistration(Class type) {
+      Registration r = super.getRegistration(type);
+      if (r != null) return r;
+      for (Map.Entry<Predicate<Class<?>>, Class<?>> f : families) {
+        if (f.getKey().test(type)) return super.getRegistration(f.getValue());
+      }
+      return null;
+    }
+
+    /** Class names on the wire are refused outright: no class is ever looked up by name. */
+    @Override
+    protected Registration readName(Input input) {
+      throw new KryoException("a class name on the wire (only registered classes are accepted)");
+    }
+  }
+
+  private static final class ClassicRefSerializer extends Serializer<ActorRef> {
+    private final ExtendedActorSystem system;
+
+    ClassicRefSerializer(ExtendedActorSystem system) {
+      this.system = system;
+      setImmutable(true);
+    }
+
+    @Override
+    public void write(Kryo kryo, Output output, ActorRef ref) {
+      output.writeString(Serialization.serializedActorPath(ref));
+    }
+
+    @Override
+    public ActorRef read(Kryo kryo, Input input, Class<? extends ActorRef> type) {
+      return system.provider().resolveActorRef(input.readString());
+    }
+  }
+
+  @SuppressWarnings("rawtypes")
+  private static final class TypedRefSerializer
+      extends Serializer<org.apache.pekko.actor.typed.ActorRef> {
+    private final ActorRefResolver resolver;
+
+    TypedRefSerializer(ActorRefResolver resolver) {
+      this.resolver = resolver;
+      setImmutable(true);
+    }
+
+    @Override
+    @SuppressWarnings("unchecked")
+    public void write(Kryo kryo, Output output, org.apache.pekko.actor.typed.ActorRef ref) {
+      output.writeString(resolver.toSerializationFormat(ref));
+    }
+
+    @Override
+    public org.apache.pekko.actor.typed.ActorRef read(
+        Kryo kryo, Input input, Class<? extends org.apache.pekko.actor.typed.ActorRef> type) {
+      return resolver.resolveActorRef(input.readString());
+    }
+  }
+
+  private static final class UuidSerializer extends Serializer<UUID> {
+    UuidSerializer() {
+      setImmutable(true);
+    }
+
+    @Override
+    public void write(Kryo kryo, Output output, UUID id) {
+      output.writeLong(id.getMostSignificantBits());
+      output.writeLong(id.getLeastSignificantBits());
+    }
+
+    @Override
+    public UUID read(Kryo kryo, Input input, Class<? extends UUID> type) {
+      return new UUID(input.readLong(), input.readLong());
+    }
+  }
+
+  /** Reads a size written by a collection serializer, refusing nonsense before allocating. */
+  private static int size(Input input) {
+    int n = input.readVarInt(true);
+    if (n < 0 || n > input.limit()) {
+      throw new KryoException("collection size " + n + " cannot fit in the message");
+    }
+    return n;
+  }
+
+  @SuppressWarnings("rawtypes")
+  private static final class ImmutableListSerializer extends Serializer<List> {
+    ImmutableListSerializer() {
+      setImmutable(true);
+    }
+
+    @Override
+    public void write(Kryo kryo, Output output, List list) {
+      output.writeVarInt(list.size(), true);
+      for (Object e : list) kryo.writeClassAndObject(output, e);
+    }
+
+    @Override
+    public List read(Kryo kryo, Input input, Class<? extends List> type) {
+      Object[] items = new Object[size(input)];
+      for (int i = 0; i < items.length; i++) items[i] = kryo.readClassAndObject(input);
+      return List.of(items);
+    }
+  }
+
+  @SuppressWarnings("rawtypes")
+  private static final class ImmutableSetSerializer extends Serializer<Set> {
+    ImmutableSetSerializer() {
+      setImmutable(true);
+    }
+
+    @Override
+    public void write(Kryo kryo, Output output, Set set) {
+      output.writeVarInt(set.size(), true);
+      for (Object e : set) kryo.writeClassAndObject(output, e);
+    }
+
+    @Override
+    public Set read(Kryo kryo, Input input, Class<? extends Set> type) {
+      Object[] items = new Object[size(input)];
+      for (int i = 0; i < items.length; i++) items[i] = kryo.readClassAndObject(input);
+      return Set.of(items);
+    }
+  }
+
+  @SuppressWarnings({"rawtypes", "unchecked"})
+  private static final class ImmutableMapSerializer extends Serializer<Map> {
+    ImmutableMapSerializer() {
+      setImmutable(true);
+    }
+
+    @Override
+    public void write(Kryo kryo, Output output, Map map) {
+      output.writeVarInt(map.size(), true);
+      for (Object o : map.entrySet()) {
+        Map.Entry e = (Map.Entry) o;
+        kryo.writeClassAndObject(output, e.getKey());
+        kryo.writeClassAndObject(output, e.getValue());
+      }
+    }
+
+    @Override
+    public Map read(Kryo kryo, Input input, Class<? extends Map> type) {
+      int n = size(input);
+      Map.Entry[] entries = new Map.Entry[n];
+      for (int i = 0; i < n; i++) {
+        Object k = kryo.readClassAndObject(input);
+        Object v = kryo.readClassAndObject(input);
+        entries[i] = Map.entry(k, v);
+      }
+      return Map.ofEntries(entries);
+    }
+  }
+}
