@@ -42,6 +42,11 @@ public final class Main {
                    [--max-new-tokens N] [--json] [--dtype fp32|bf16|fp16] [--threads N] [--quantize none|int8|int4|nf4]
                                              greedy continuation
 
+        node       [--config FILE] [--host H] [--port N] [--seeds H:P,H:P] [--devices cpu:N]
+                   [--threads-per-device N] [--roles worker,coordinator]
+                                             a cluster node: joins (or seeds) the cluster, one device actor
+                                             per device; runs until stopped (training across nodes: not yet)
+
       options for every command: --stacktrace (print the stack trace of an error)
       """;
 
@@ -64,7 +69,9 @@ public final class Main {
           "bench",
           new BenchCommand(),
           "bench-run",
-          new BenchRunCommand());
+          new BenchRunCommand(),
+          "node",
+          new NodeCommand());
 
   private Main() {}
 

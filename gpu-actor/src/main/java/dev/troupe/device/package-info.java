@@ -1,5 +1,7 @@
 /**
- * The device actor (one per GPU or CPU slot), device discovery (CUDA through JavaCPP, else CPU) and
- * collectives. Nothing lives here yet; the distributed-runtime work fills it.
+ * Devices and their actors. Built so far: {@code --devices} specs, CPU device discovery (CUDA
+ * discovery through JavaCPP's cudart is not built yet and is refused with a message) and the device
+ * actor, which describes its device. Stages, forward/backward passes and collectives are not built
+ * yet.
  */
 package dev.troupe.device;
