@@ -59,8 +59,19 @@ public final class KryoSerializer extends JSerializer {
   /** The configuration key listing the message classes, in registration order. */
   public static final String CLASSES_KEY = "troupe.serialization.kryo.classes";
 
+  /**
+   * The configuration key of the modules' own blocks: {@code <module> { first-id = N, classes =
+   * [...] }}, each class registered at {@code first-id} plus its position. Fixed first ids keep
+   * every message's id independent of the order in which the modules' {@code reference.conf} files
+   * are merged (ids of journaled events must never change).
+   */
+  public static final String BLOCKS_KEY = "troupe.serialization.kryo.blocks";
+
+  /** The lowest first id a module block may use. */
+  public static final int BLOCK_IDS = 2000;
+
   private final ExtendedActorSystem system;
-  private final List<Class<?>> configured;
+  private final java.util.SortedMap<Integer, Class<?>> configured;
   private final Pool<Kryo> pool;
 
   public KryoSerializer(ExtendedActorSystem system) {
@@ -70,7 +81,40 @@ public final class KryoSerializer extends JSerializer {
   /** A serializer whose class list comes from {@code config} rather than the system's. */
   public KryoSerializer(ExtendedActorSystem system, Config config) {
     this.system = system;
-    this.configured = classes(config, system.dynamicAccess().classLoader());
+    ClassLoader loader = system.dynamicAccess().classLoader();
+    this.configured = new java.util.TreeMap<>();
+    List<Class<?>> listed = classes(config, CLASSES_KEY, loader);
+    for (int i = 0; i < listed.size(); i++) configured.put(CONFIGURED_IDS + i, listed.get(i));
+    if (config.hasPath(BLOCKS_KEY)) {
+      Config blocks = config.getConfig(BLOCKS_KEY);
+      for (String name : new java.util.TreeSet<>(blocks.root().keySet())) {
+        String key = BLOCKS_KEY + "." + name;
+        int first;
+        try {
+          first = blocks.getConfig(name).getInt("first-id");
+        } catch (com.typesafe.config.ConfigException e) {
+          throw new IllegalArgumentException(key + ".first-id: " + e.getMessage(), e);
+        }
+        if (first < BLOCK_IDS) {
+          throw new IllegalArgumentException(
+              key + ".first-id = " + first + ": module blocks start at " + BLOCK_IDS + " or above");
+        }
+        List<Class<?>> classes = classes(config, key + ".classes", loader);
+        for (int i = 0; i < classes.size(); i++) {
+          Class<?> clash = configured.put(first + i, classes.get(i));
+          if (clash != null) {
+            throw new IllegalArgumentException(
+                key
+                    + ": registration id "
+                    + (first + i)
+                    + " of "
+                    + classes.get(i).getName()
+                    + " is already taken by "
+                    + clash.getName());
+          }
+        }
+      }
+    }
     this.pool =
         new Pool<>(true, false, 16) {
           @Override
@@ -80,22 +124,22 @@ public final class KryoSerializer extends JSerializer {
         };
   }
 
-  private static List<Class<?>> classes(Config config, ClassLoader loader) {
+  private static List<Class<?>> classes(Config config, String key, ClassLoader loader) {
     List<Class<?>> out = new ArrayList<>();
-    if (!config.hasPath(CLASSES_KEY)) return out;
+    if (!config.hasPath(key)) return out;
     List<String> names;
     try {
-      names = config.getStringList(CLASSES_KEY);
+      names = config.getStringList(key);
     } catch (com.typesafe.config.ConfigException e) {
       throw new IllegalArgumentException(
-          CLASSES_KEY + " must be a list of class names: " + e.getMessage(), e);
+          key + " must be a list of class names: " + e.getMessage(), e);
     }
     for (int i = 0; i < names.size(); i++) {
       try {
         out.add(Class.forName(names.get(i), false, loader));
       } catch (ClassNotFoundException e) {
         throw new IllegalArgumentException(
-            CLASSES_KEY + "[" + i + "]: class '" + names.get(i) + "' not found", e);
+            key + "[" + i + "]: class '" + names.get(i) + "' not found", e);
       }
     }
     return out;
@@ -205,8 +249,9 @@ public final class KryoSerializer extends JSerializer {
     resolver.family(
         org.apache.pekko.actor.typed.ActorRef.class::isAssignableFrom,
         org.apache.pekko.actor.typed.ActorRef.class);
-    for (int i = 0; i < configured.size(); i++)
-      kryo.register(configured.get(i), CONFIGURED_IDS + i);
+    for (Map.Entry<Integer, Class<?>> e : configured.entrySet()) {
+      kryo.register(e.getValue(), e.getKey());
+    }
     return kryo;
   }
 

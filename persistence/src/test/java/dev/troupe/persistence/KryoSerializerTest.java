@@ -201,6 +201,40 @@ class KryoSerializerTest {
   }
 
   @Test
+  void moduleBlocksHaveFixedIdsAndClashesAreNamed() {
+    String shape = "\"dev.troupe.persistence.KryoSerializerTest$Shape\"";
+    String step = "\"dev.troupe.persistence.KryoSerializerTest$Step\"";
+    Config ab =
+        ConfigFactory.parseString(
+            "troupe.serialization.kryo.blocks { a { first-id = 2000, classes = ["
+                + shape
+                + "] }, b { first-id = 3000, classes = ["
+                + step
+                + "] } }");
+    Config ba =
+        ConfigFactory.parseString(
+            "troupe.serialization.kryo.blocks { b { first-id = 3000, classes = ["
+                + step
+                + "] }, a { first-id = 2000, classes = ["
+                + shape
+                + "] } }");
+    Shape msg = new Shape("w", new long[] {5});
+    byte[] bytes = new KryoSerializer(extended(), ab).toBinary(msg);
+    assertArrayEquals(bytes, new KryoSerializer(extended(), ba).toBinary(msg));
+    assertEquals(msg, new KryoSerializer(extended(), ba).fromBinary(bytes));
+    Config clash =
+        ConfigFactory.parseString(
+            "troupe.serialization.kryo.blocks { a { first-id = 2000, classes = ["
+                + shape
+                + "] }, b { first-id = 2000, classes = ["
+                + step
+                + "] } }");
+    IllegalArgumentException e =
+        assertThrows(IllegalArgumentException.class, () -> new KryoSerializer(extended(), clash));
+    assertTrue(e.getMessage().contains("registration id 2000"), e.getMessage());
+  }
+
+  @Test
   void aMissingConfiguredClassIsNamed() {
     Config bad =
         ConfigFactory.parseString("troupe.serialization.kryo.classes = [\"no.such.Message\"]");
