@@ -1,0 +1,41 @@
+package dev.troupe.coordinator;
+
+import dev.troupe.persistence.ClusterMessage;
+import java.util.List;
+import org.apache.pekko.actor.typed.ActorRef;
+
+/** The coordinator's messages: what clients send and what it answers. */
+public final class CoordinatorProtocol {
+  private CoordinatorProtocol() {}
+
+  /** What the coordinator understands. */
+  public sealed interface Command extends ClusterMessage {}
+
+  /** Queues a job; answered with {@link Accepted} (the job id) or {@link Refused}. */
+  public record Submit(String name, String config, ActorRef<Reply> replyTo) implements Command {}
+
+  /** Pauses, resumes or cancels a job; answered with {@link Accepted} or {@link Refused}. */
+  public record Control(String jobId, Action action, ActorRef<Reply> replyTo) implements Command {}
+
+  /** Asks for every job; answered with {@link Jobs}. */
+  public record ListJobs(ActorRef<Reply> replyTo) implements Command {}
+
+  /** Job controls. */
+  public enum Action {
+    PAUSE,
+    RESUME,
+    CANCEL
+  }
+
+  /** What the coordinator answers. */
+  public sealed interface Reply extends ClusterMessage {}
+
+  /** Done: the job concerned. */
+  public record Accepted(String jobId) implements Reply {}
+
+  /** Not done, and why. */
+  public record Refused(String reason) implements Reply {}
+
+  /** Every job, in submission order. */
+  public record Jobs(List<Job> jobs) implements Reply {}
+}

@@ -1,0 +1,18 @@
+package dev.troupe.coordinator;
+
+/**
+ * A job as the coordinator keeps it.
+ *
+ * @param id {@code job-1}, {@code job-2}, ... in submission order
+ * @param name a label for people (the job file's name)
+ * @param config the job file's HOCON text, kept so that every node reads the same job
+ * @param state where it stands
+ * @param submittedAtMillis when it was submitted (epoch milliseconds)
+ * @param reason why it ended, where it ended by cancellation or failure; else empty
+ */
+public record Job(
+    String id, String name, String config, JobState state, long submittedAtMillis, String reason) {
+  Job withState(JobState s, String why) {
+    return new Job(id, name, config, s, submittedAtMillis, why);
+  }
+}
