@@ -3,21 +3,31 @@ package dev.troupe.coordinator;
 import dev.troupe.coordinator.CoordinatorProtocol.Accepted;
 import dev.troupe.coordinator.CoordinatorProtocol.Command;
 import dev.troupe.coordinator.CoordinatorProtocol.Control;
+import dev.troupe.coordinator.CoordinatorProtocol.DeviceReport;
+import dev.troupe.coordinator.CoordinatorProtocol.Devices;
 import dev.troupe.coordinator.CoordinatorProtocol.Jobs;
 import dev.troupe.coordinator.CoordinatorProtocol.ListJobs;
 import dev.troupe.coordinator.CoordinatorProtocol.Refused;
 import dev.troupe.coordinator.CoordinatorProtocol.Submit;
+import dev.troupe.device.DeviceActor;
 import dev.troupe.pipeline.job.JobConfig;
 import dev.troupe.pipeline.job.JobConfigException;
 import java.nio.file.Path;
+import java.util.Comparator;
 import java.util.List;
+import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.receptionist.Receptionist;
 import org.apache.pekko.persistence.typed.PersistenceId;
+import org.apache.pekko.persistence.typed.RecoveryCompleted;
 import org.apache.pekko.persistence.typed.javadsl.CommandHandler;
 import org.apache.pekko.persistence.typed.javadsl.Effect;
 import org.apache.pekko.persistence.typed.javadsl.EventHandler;
 import org.apache.pekko.persistence.typed.javadsl.EventSourcedBehavior;
 import org.apache.pekko.persistence.typed.javadsl.RetentionCriteria;
+import org.apache.pekko.persistence.typed.javadsl.SignalHandler;
 
 /**
  * The coordinator: an event-sourced behavior over the {@link JobBook}. Commands are decided by the
@@ -25,9 +35,15 @@ import org.apache.pekko.persistence.typed.javadsl.RetentionCriteria;
  * stored. Snapshots every {@code snapshotEvery} events keep recovery short on long runs (two are
  * kept).
  *
- * <p>Built so far: the job queue and its journal. Planning, executing jobs on device actors, the
- * cluster singleton, the receptionist and the cluster client are not built yet, so a RUNNING job is
- * not trained by anyone yet.
+ * <p>Execution, so far on one device (the 1 × 1 × 1 plan): the coordinator finds the device actors
+ * through the receptionist and sends the running job to the first of them ({@link
+ * DeviceActor.RunJob}); the device reports every step, which is journaled ({@code StepCommitted}),
+ * and the end of the run. Pause and cancel stop the run at the next step boundary (the device
+ * checkpoints there); resume runs the job again from that checkpoint. After a restart the
+ * coordinator sends the running job out again, and it resumes from its last checkpoint.
+ *
+ * <p>Not built yet: planning over several devices, pipeline/tensor/data parallel execution, the
+ * cluster singleton and cluster client, re-planning when devices come and go.
  */
 public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, JobBook> {
   /** The coordinator's persistence id: one per cluster. */
@@ -35,16 +51,31 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
 
   private final int snapshotEvery;
   private final java.util.function.LongSupplier clock;
+  private final ActorRef<DeviceActor.Report> reports;
+  private List<ActorRef<DeviceActor.Command>> devices = List.of();
+  private String dispatchedJob; // the job a device runs for us now, if any
+  private ActorRef<DeviceActor.Command> dispatchedTo;
 
-  private Coordinator(int snapshotEvery, java.util.function.LongSupplier clock) {
+  private Coordinator(
+      ActorContext<Command> ctx, int snapshotEvery, java.util.function.LongSupplier clock) {
     super(ID);
     this.snapshotEvery = snapshotEvery;
     this.clock = clock;
+    this.reports = ctx.messageAdapter(DeviceActor.Report.class, DeviceReport::new);
+    ActorRef<Receptionist.Listing> listings =
+        ctx.messageAdapter(
+            Receptionist.Listing.class,
+            l ->
+                new Devices(
+                    l.getServiceInstances(DeviceActor.KEY).stream()
+                        .sorted(Comparator.comparing(r -> r.path().toString()))
+                        .toList()));
+    ctx.getSystem().receptionist().tell(Receptionist.subscribe(DeviceActor.KEY, listings));
   }
 
   /** The coordinator's behavior; it snapshots every {@code snapshotEvery} events. */
   public static Behavior<Command> create(int snapshotEvery) {
-    return new Coordinator(snapshotEvery, System::currentTimeMillis);
+    return Behaviors.setup(ctx -> new Coordinator(ctx, snapshotEvery, System::currentTimeMillis));
   }
 
   @Override
@@ -64,7 +95,66 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
         .onCommand(Submit.class, this::submit)
         .onCommand(Control.class, this::control)
         .onCommand(ListJobs.class, (book, c) -> Effect().reply(c.replyTo(), new Jobs(book.jobs())))
+        .onCommand(Devices.class, this::devices)
+        .onCommand(DeviceReport.class, this::report)
         .build();
+  }
+
+  @Override
+  public SignalHandler<JobBook> signalHandler() {
+    return newSignalHandlerBuilder().onSignal(RecoveryCompleted.instance(), this::dispatch).build();
+  }
+
+  private Effect<JobEvent, JobBook> devices(JobBook book, Devices d) {
+    devices = d.devices();
+    if (dispatchedTo != null && !devices.contains(dispatchedTo)) {
+      dispatchedJob = null; // its device is gone: send the job again (it resumes from a checkpoint)
+      dispatchedTo = null;
+    }
+    dispatch(book);
+    return Effect().none();
+  }
+
+  private Effect<JobEvent, JobBook> report(JobBook book, DeviceReport r) {
+    return switch (r.report()) {
+      case DeviceActor.StepDone s ->
+          persist(book.stepDone(s.jobId(), s.step(), s.total(), s.loss()));
+      case DeviceActor.RunEnded e -> {
+        if (e.jobId().equals(dispatchedJob)) {
+          dispatchedJob = null;
+          dispatchedTo = null;
+        }
+        if (e.outcome() == DeviceActor.Outcome.STOPPED) {
+          dispatch(book); // resumed while it was stopping: run it again
+          yield Effect().none();
+        }
+        boolean completed = e.outcome() == DeviceActor.Outcome.COMPLETED;
+        List<JobEvent> events = book.runEnded(e.jobId(), completed, e.reason());
+        yield events.isEmpty() ? Effect().none() : Effect().persist(events).thenRun(this::dispatch);
+      }
+    };
+  }
+
+  private Effect<JobEvent, JobBook> persist(List<JobEvent> events) {
+    return events.isEmpty() ? Effect().none() : Effect().persist(events);
+  }
+
+  /** Sends the running job to a device, unless one runs it already or there is none. */
+  private void dispatch(JobBook book) {
+    Job running = book.current().filter(j -> j.state() == JobState.RUNNING).orElse(null);
+    if (running == null || running.id().equals(dispatchedJob) || devices.isEmpty()) return;
+    dispatchedTo = devices.get(0);
+    dispatchedJob = running.id();
+    dispatchedTo.tell(new DeviceActor.RunJob(running.id(), running.config(), reports));
+  }
+
+  /** Stops job {@code id} on its device at the next step boundary. */
+  private void stop(String id) {
+    if (id.equals(dispatchedJob)) {
+      dispatchedTo.tell(new DeviceActor.StopJob(id));
+      dispatchedJob = null;
+      dispatchedTo = null;
+    }
   }
 
   private Effect<JobEvent, JobBook> submit(JobBook book, Submit c) {
@@ -76,7 +166,10 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
     }
     List<JobEvent> events = book.submit(c.name(), c.config(), clock.getAsLong());
     String id = events.get(0).jobId();
-    return Effect().persist(events).thenReply(c.replyTo(), b -> new Accepted(id));
+    return Effect()
+        .persist(events)
+        .thenRun(this::dispatch)
+        .thenReply(c.replyTo(), b -> new Accepted(id));
   }
 
   private Effect<JobEvent, JobBook> control(JobBook book, Control c) {
@@ -91,7 +184,14 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
     } catch (JobBook.Refused e) {
       return Effect().reply(c.replyTo(), new Refused(e.getMessage()));
     }
-    return Effect().persist(events).thenReply(c.replyTo(), b -> new Accepted(c.jobId()));
+    return Effect()
+        .persist(events)
+        .thenRun(
+            b -> {
+              if (c.action() != CoordinatorProtocol.Action.RESUME) stop(c.jobId());
+              dispatch(b);
+            })
+        .thenReply(c.replyTo(), b -> new Accepted(c.jobId()));
   }
 
   private static String firstLine(Exception e) {

@@ -1,5 +1,6 @@
 package dev.troupe.coordinator;
 
+import dev.troupe.device.DeviceActor;
 import dev.troupe.persistence.ClusterMessage;
 import java.util.List;
 import org.apache.pekko.actor.typed.ActorRef;
@@ -19,6 +20,12 @@ public final class CoordinatorProtocol {
 
   /** Asks for every job; answered with {@link Jobs}. */
   public record ListJobs(ActorRef<Reply> replyTo) implements Command {}
+
+  /** A device's report on the job it runs, adapted (internal). */
+  record DeviceReport(DeviceActor.Report report) implements Command {}
+
+  /** The device actors the receptionist lists now, in a fixed order (internal). */
+  record Devices(List<ActorRef<DeviceActor.Command>> devices) implements Command {}
 
   /** Job controls. */
   public enum Action {

@@ -9,10 +9,25 @@ package dev.troupe.coordinator;
  * @param state where it stands
  * @param submittedAtMillis when it was submitted (epoch milliseconds)
  * @param reason why it ended, where it ended by cancellation or failure; else empty
+ * @param step the last step committed (0 before the first)
+ * @param totalSteps the job's number of steps, once a device has reported it (else 0)
+ * @param loss the loss of the last committed step (NaN before the first)
  */
 public record Job(
-    String id, String name, String config, JobState state, long submittedAtMillis, String reason) {
+    String id,
+    String name,
+    String config,
+    JobState state,
+    long submittedAtMillis,
+    String reason,
+    long step,
+    long totalSteps,
+    double loss) {
   Job withState(JobState s, String why) {
-    return new Job(id, name, config, s, submittedAtMillis, why);
+    return new Job(id, name, config, s, submittedAtMillis, why, step, totalSteps, loss);
+  }
+
+  Job withStep(long newStep, long total, double newLoss) {
+    return new Job(id, name, config, state, submittedAtMillis, reason, newStep, total, newLoss);
   }
 }

@@ -1,10 +1,13 @@
 package dev.troupe.coordinator;
 
 import dev.troupe.coordinator.JobEvent.JobCancelled;
+import dev.troupe.coordinator.JobEvent.JobCompleted;
+import dev.troupe.coordinator.JobEvent.JobFailed;
 import dev.troupe.coordinator.JobEvent.JobPaused;
 import dev.troupe.coordinator.JobEvent.JobResumed;
 import dev.troupe.coordinator.JobEvent.JobStarted;
 import dev.troupe.coordinator.JobEvent.JobSubmitted;
+import dev.troupe.coordinator.JobEvent.StepCommitted;
 import dev.troupe.persistence.ClusterMessage;
 import java.util.ArrayList;
 import java.util.List;
@@ -75,18 +78,40 @@ public record JobBook(long submitted, List<Job> jobs) implements ClusterMessage 
     return List.of(new JobResumed(id));
   }
 
+  /** A step reported by the device running the job; nothing where the job is not running. */
+  public List<JobEvent> stepDone(String id, long step, long total, double loss) {
+    Job j = job(id).orElse(null);
+    if (j == null || j.state() != JobState.RUNNING || step <= j.step()) return List.of();
+    return List.of(new StepCommitted(id, step, total, loss));
+  }
+
+  /**
+   * The running job's run ended on its device: completed or failed (the next queued job starts);
+   * nothing where the job no longer runs (it was paused or cancelled meanwhile).
+   */
+  public List<JobEvent> runEnded(String id, boolean completed, String reason) {
+    Job j = job(id).orElse(null);
+    if (j == null || j.state() != JobState.RUNNING) return List.of();
+    List<JobEvent> events = new ArrayList<>();
+    events.add(completed ? new JobCompleted(id) : new JobFailed(id, reason));
+    startNext(events);
+    return events;
+  }
+
+  private void startNext(List<JobEvent> events) {
+    jobs.stream()
+        .filter(q -> q.state() == JobState.QUEUED)
+        .findFirst()
+        .ifPresent(next -> events.add(new JobStarted(next.id())));
+  }
+
   /** Cancelling a job that has not ended; the next queued job starts if this one held the turn. */
   public List<JobEvent> cancel(String id, String reason) throws Refused {
     Job j = existing(id);
     if (j.state().ended()) throw new Refused(id + " has already ended (" + j.state() + ")");
     List<JobEvent> events = new ArrayList<>();
     events.add(new JobCancelled(id, reason));
-    if (j.state() == JobState.RUNNING || j.state() == JobState.PAUSED) {
-      jobs.stream()
-          .filter(q -> q.state() == JobState.QUEUED)
-          .findFirst()
-          .ifPresent(next -> events.add(new JobStarted(next.id())));
-    }
+    if (j.state() == JobState.RUNNING || j.state() == JobState.PAUSED) startNext(events);
     return events;
   }
 
@@ -108,8 +133,24 @@ public record JobBook(long submitted, List<Job> jobs) implements ClusterMessage 
   public JobBook apply(JobEvent e) {
     if (e instanceof JobSubmitted s) {
       List<Job> next = new ArrayList<>(jobs);
-      next.add(new Job(s.jobId(), s.name(), s.config(), JobState.QUEUED, s.atMillis(), ""));
+      next.add(
+          new Job(
+              s.jobId(),
+              s.name(),
+              s.config(),
+              JobState.QUEUED,
+              s.atMillis(),
+              "",
+              0,
+              0,
+              Double.NaN));
       return new JobBook(submitted + 1, next);
+    }
+    if (e instanceof StepCommitted c) {
+      List<Job> next = new ArrayList<>(jobs.size());
+      for (Job j : jobs)
+        next.add(j.id().equals(c.jobId()) ? j.withStep(c.step(), c.total(), c.loss()) : j);
+      return new JobBook(submitted, next);
     }
     JobState state;
     String reason = "";
@@ -121,7 +162,13 @@ public record JobBook(long submitted, List<Job> jobs) implements ClusterMessage 
         state = JobState.CANCELLED;
         reason = c.reason();
       }
+      case JobCompleted c -> state = JobState.COMPLETED;
+      case JobFailed f -> {
+        state = JobState.FAILED;
+        reason = f.reason();
+      }
       case JobSubmitted s -> throw new AssertionError();
+      case StepCommitted s -> throw new AssertionError();
     }
     List<Job> next = new ArrayList<>(jobs.size());
     for (Job j : jobs) next.add(j.id().equals(e.jobId()) ? j.withState(state, reason) : j);

@@ -22,4 +22,13 @@ public sealed interface JobEvent extends ClusterMessage {
 
   /** A job was cancelled. */
   record JobCancelled(String jobId, String reason) implements JobEvent {}
+
+  /** A device finished step {@code step} of the running job. */
+  record StepCommitted(String jobId, long step, long total, double loss) implements JobEvent {}
+
+  /** The running job trained to its last step. */
+  record JobCompleted(String jobId) implements JobEvent {}
+
+  /** The running job failed. */
+  record JobFailed(String jobId, String reason) implements JobEvent {}
 }

@@ -1,19 +1,41 @@
 package dev.troupe.device;
 
+import dev.troupe.persistence.ClusterMessage;
+import dev.troupe.pipeline.job.JobConfig;
+import dev.troupe.pipeline.train.Trainer;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.concurrent.atomic.AtomicBoolean;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.receptionist.Receptionist;
+import org.apache.pekko.actor.typed.receptionist.ServiceKey;
 
 /**
- * The actor of one device: one per GPU or CPU slot on every node. So far it describes itself (the
- * planner's input); holding a stage, running forward/backward passes and the collectives come with
- * the rest of the distributed runtime.
+ * The actor of one device: one per GPU or CPU slot on every node, registered with the receptionist
+ * under {@link #KEY} so that the coordinator finds it. It describes its device, and it trains a
+ * whole job on its device when the coordinator asks ({@link RunJob}; the 1 × 1 × 1 plan): the job
+ * runs on a thread of its own, every step is reported, and {@link StopJob} stops it at the next
+ * step boundary after a checkpoint, so running the job again resumes there. One job at a time; a
+ * run asked for while another is stopping starts when that one has ended.
+ *
+ * <p>Not built yet: holding one pipeline stage or tensor shard, exchanging activations and
+ * gradients with neighbouring stages, collectives.
  */
 public final class DeviceActor {
   private DeviceActor() {}
 
+  /** The receptionist key of every device actor in the cluster. */
+  public static final ServiceKey<Command> KEY = ServiceKey.create(Command.class, "troupe-devices");
+
   /** What a device actor understands. */
-  public sealed interface Command permits Describe {}
+  public sealed interface Command extends ClusterMessage
+      permits Describe, RunJob, StopJob, RunFinished {}
 
   /** Asks for the device's description. */
   public record Describe(ActorRef<Description> replyTo) implements Command {}
@@ -24,16 +46,137 @@ public final class DeviceActor {
    * @param device the device
    * @param node the node's cluster address ({@code pekko://troupe@host:port})
    */
-  public record Description(DeviceInfo device, String node) {}
+  public record Description(DeviceInfo device, String node) implements ClusterMessage {}
+
+  /**
+   * Trains job {@code jobId} (its job file's text) on this device, reporting to {@code reportTo}.
+   */
+  public record RunJob(String jobId, String config, ActorRef<Report> reportTo) implements Command {}
+
+  /** Stops job {@code jobId} at the next step boundary (nothing if it is not running here). */
+  public record StopJob(String jobId) implements Command {}
+
+  /** The training thread ended (internal). */
+  record RunFinished(String jobId, Outcome outcome, String reason) implements Command {}
+
+  /** What a device reports about a job it runs. */
+  public sealed interface Report extends ClusterMessage permits StepDone, RunEnded {}
+
+  /** Step {@code step} of {@code total} is done and checkpointed where the job says. */
+  public record StepDone(String jobId, long step, long total, double loss) implements Report {}
+
+  /** The run ended: trained to the last step, stopped on request, or failed (with the reason). */
+  public record RunEnded(String jobId, Outcome outcome, String reason) implements Report {}
+
+  /** How a run ended. */
+  public enum Outcome {
+    COMPLETED,
+    STOPPED,
+    FAILED
+  }
 
   /** The behavior of the actor of {@code device} on the node at {@code node}. */
   public static Behavior<Command> create(DeviceInfo device, String node) {
-    return Behaviors.receiveMessage(
-        (Command c) -> {
-          switch (c) {
-            case Describe d -> d.replyTo().tell(new Description(device, node));
-          }
-          return Behaviors.same();
+    return Behaviors.setup(
+        ctx -> {
+          ctx.getSystem().receptionist().tell(Receptionist.register(KEY, ctx.getSelf()));
+          return idle(ctx, device, node);
         });
+  }
+
+  private static Behavior<Command> idle(ActorContext<Command> ctx, DeviceInfo device, String node) {
+    return Behaviors.receive(Command.class)
+        .onMessage(Describe.class, d -> describe(d, device, node))
+        .onMessage(RunJob.class, r -> start(ctx, device, node, r))
+        .onMessage(StopJob.class, s -> Behaviors.same())
+        .onMessage(RunFinished.class, f -> Behaviors.same())
+        .build();
+  }
+
+  private static Behavior<Command> describe(Describe d, DeviceInfo device, String node) {
+    d.replyTo().tell(new Description(device, node));
+    return Behaviors.same();
+  }
+
+  private static Behavior<Command> start(
+      ActorContext<Command> ctx, DeviceInfo device, String node, RunJob r) {
+    AtomicBoolean stop = new AtomicBoolean();
+    ActorRef<Command> self = ctx.getSelf();
+    Thread t =
+        new Thread(
+            () -> {
+              Outcome outcome;
+              String reason = "";
+              try {
+                JobConfig job = JobConfig.parse(r.config(), Path.of(r.jobId() + ".conf"));
+                Files.createDirectories(job.output());
+                try (PrintStream log =
+                    new PrintStream(
+                        Files.newOutputStream(
+                            job.output().resolve("train.log"),
+                            StandardOpenOption.CREATE,
+                            StandardOpenOption.APPEND),
+                        true,
+                        StandardCharsets.UTF_8)) {
+                  Trainer trainer =
+                      new Trainer(job, log, false)
+                          .observe(
+                              new Trainer.StepObserver() {
+                                @Override
+                                public void stepDone(long step, long total, double loss) {
+                                  r.reportTo().tell(new StepDone(r.jobId(), step, total, loss));
+                                }
+
+                                @Override
+                                public boolean stopRequested() {
+                                  return stop.get();
+                                }
+                              });
+                  trainer.run();
+                  outcome = trainer.stopped() ? Outcome.STOPPED : Outcome.COMPLETED;
+                }
+              } catch (Exception | LinkageError e) {
+                outcome = Outcome.FAILED;
+                reason = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
+                int nl = reason.indexOf('\n');
+                if (nl >= 0) reason = reason.substring(0, nl);
+              }
+              self.tell(new RunFinished(r.jobId(), outcome, reason));
+            },
+            "troupe-" + device.id() + "-" + r.jobId());
+    t.setDaemon(true);
+    t.start();
+    return running(ctx, device, node, r, stop, null);
+  }
+
+  private static Behavior<Command> running(
+      ActorContext<Command> ctx,
+      DeviceInfo device,
+      String node,
+      RunJob current,
+      AtomicBoolean stop,
+      RunJob next) {
+    return Behaviors.receive(Command.class)
+        .onMessage(Describe.class, d -> describe(d, device, node))
+        .onMessage(
+            StopJob.class,
+            s -> {
+              if (s.jobId().equals(current.jobId())) stop.set(true);
+              RunJob keep = next != null && next.jobId().equals(s.jobId()) ? null : next;
+              return running(ctx, device, node, current, stop, keep);
+            })
+        .onMessage(
+            RunJob.class,
+            r -> {
+              if (r.jobId().equals(current.jobId()) && !stop.get()) return Behaviors.same();
+              return running(ctx, device, node, current, stop, r);
+            })
+        .onMessage(
+            RunFinished.class,
+            f -> {
+              current.reportTo().tell(new RunEnded(f.jobId(), f.outcome(), f.reason()));
+              return next == null ? idle(ctx, device, node) : start(ctx, device, node, next);
+            })
+        .build();
   }
 }

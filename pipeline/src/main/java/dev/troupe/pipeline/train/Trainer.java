@@ -33,6 +33,22 @@ public final class Trainer {
   private final JobConfig job;
   private final PrintStream out;
   private final boolean terminal;
+  private StepObserver observer;
+  private double lastLoss = Double.NaN;
+  private boolean stopped;
+
+  /**
+   * Sees every committed step and may stop the run at a step boundary (pause or cancel from a
+   * coordinator). A stopped run has saved a checkpoint of the step it stopped after, so running the
+   * job again resumes there.
+   */
+  public interface StepObserver {
+    /** Step {@code step} (1-based) of {@code total} is done; its loss. */
+    void stepDone(long step, long total, double loss);
+
+    /** Whether to stop after the step just done. */
+    boolean stopRequested();
+  }
 
   public Trainer(JobConfig job, PrintStream out, boolean terminal) {
     this.job = job;
@@ -40,11 +56,23 @@ public final class Trainer {
     this.terminal = terminal;
   }
 
+  /** Reports steps to {@code o} and lets it stop the run at a step boundary. */
+  public Trainer observe(StepObserver o) {
+    this.observer = o;
+    return this;
+  }
+
+  /** Whether the last {@link #run} stopped early on the observer's request. */
+  public boolean stopped() {
+    return stopped;
+  }
+
   /**
    * Trains to the job's last step (resuming from the newest valid checkpoint) and returns the last
    * eval.
    */
   public Evaluator.Result run() throws IOException {
+    stopped = false;
     Torch.init();
     if (job.threads() > 0) torch.set_num_threads(job.threads());
     Files.createDirectories(job.output());
@@ -95,12 +123,22 @@ public final class Trainer {
             }
             if (state.quant() != null && quantCheckDue(step + 1))
               quantCheck(s, model, state.quant(), step + 1, metrics, tb, progress);
-            if ((step + 1) % job.checkpoint().every() == 0 || end)
-              state.save(store, s.lora(), s.optimizer());
+            boolean saved = (step + 1) % job.checkpoint().every() == 0 || end;
+            if (saved) state.save(store, s.lora(), s.optimizer());
+            if (observer != null) {
+              observer.stepDone(step + 1, total, lastLoss);
+              if (!end && observer.stopRequested()) {
+                if (!saved) state.save(store, s.lora(), s.optimizer());
+                progress.message("stopped after step " + (step + 1) + " on request");
+                stopped = true;
+                break;
+              }
+            }
           }
         }
         progress.finish();
       }
+      if (stopped) return last;
       s.lora()
           .writePeft(job.output().resolve("adapter"), job.lora().dropout(), job.model().toString());
       out.println("adapter written to " + job.output().resolve("adapter"));
@@ -167,6 +205,7 @@ public final class Trainer {
       tb.scalar("train/" + k, step + 1, ((Number) m.get(k)).doubleValue());
     }
     progress.update(step + 1, r.loss(), r.tokens() / seconds);
+    lastLoss = r.loss();
     return new TrainingState(step + 1, scaler, dtype.label(), state.quant());
   }
 
