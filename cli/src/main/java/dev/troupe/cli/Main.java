@@ -43,35 +43,41 @@ public final class Main {
                                              greedy continuation
 
         node       [--config FILE] [--host H] [--port N] [--seeds H:P,H:P] [--devices cpu:N]
-                   [--threads-per-device N] [--roles worker,coordinator]
+                   [--threads-per-device N] [--roles worker,coordinator] [--data-dir DIR]
                                              a cluster node: joins (or seeds) the cluster, one device actor
-                                             per device; runs until stopped (training across nodes: not yet)
+                                             per device, the coordinator on coordinator nodes; runs until stopped
+
+        submit     JOB.conf [--follow] [--contact H:P,H:P] [--config FILE]
+                                             queues a job on the cluster, prints its id; --follow shows
+                                             progress until it ends (exit 1 unless it completed)
+        status     [JOB] [--json] [--contact H:P,...] [--config FILE]
+                                             the jobs (or one): state, step, loss
+        jobs       [--json] [--contact H:P,...] [--config FILE]
+                                             every job, in submission order
+        pause|resume|cancel JOB [--contact H:P,...] [--config FILE]
+                                             controls a job at its next step boundary
 
       options for every command: --stacktrace (print the stack trace of an error)
       """;
 
   private static final Map<String, Command> COMMANDS =
-      Map.of(
-          "init-model",
-          new InitModelCommand(),
-          "score",
-          new ScoreCommand(),
-          "generate",
-          new GenerateCommand(),
-          "train",
-          new TrainCommand(),
-          "eval",
-          new EvalCommand(),
-          "merge",
-          new MergeCommand(),
-          "demo",
-          new DemoCommand(),
-          "bench",
-          new BenchCommand(),
-          "bench-run",
-          new BenchRunCommand(),
-          "node",
-          new NodeCommand());
+      Map.ofEntries(
+          Map.entry("init-model", new InitModelCommand()),
+          Map.entry("score", new ScoreCommand()),
+          Map.entry("generate", new GenerateCommand()),
+          Map.entry("train", new TrainCommand()),
+          Map.entry("eval", new EvalCommand()),
+          Map.entry("merge", new MergeCommand()),
+          Map.entry("demo", new DemoCommand()),
+          Map.entry("bench", new BenchCommand()),
+          Map.entry("bench-run", new BenchRunCommand()),
+          Map.entry("node", new NodeCommand()),
+          Map.entry("submit", new ClientCommand("submit")),
+          Map.entry("status", new ClientCommand("status")),
+          Map.entry("jobs", new ClientCommand("jobs")),
+          Map.entry("pause", new ClientCommand("pause")),
+          Map.entry("resume", new ClientCommand("resume")),
+          Map.entry("cancel", new ClientCommand("cancel")));
 
   private Main() {}
 

@@ -4,10 +4,14 @@ import com.typesafe.config.Config;
 import com.typesafe.config.ConfigException;
 import com.typesafe.config.ConfigFactory;
 import com.typesafe.config.ConfigValueFactory;
+import dev.troupe.coordinator.ClientGateway;
+import dev.troupe.coordinator.Coordinator;
+import dev.troupe.coordinator.CoordinatorProtocol;
 import dev.troupe.device.DeviceActor;
 import dev.troupe.device.DeviceInfo;
 import dev.troupe.device.DeviceSpec;
 import dev.troupe.device.Devices;
+import dev.troupe.persistence.JournalConfig;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -15,13 +19,21 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Set;
+import java.util.concurrent.atomic.AtomicReference;
 import org.apache.pekko.actor.Address;
+import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.javadsl.Adapter;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.cluster.ClusterEvent;
+import org.apache.pekko.cluster.client.ClusterClientReceptionist;
 import org.apache.pekko.cluster.typed.Cluster;
+import org.apache.pekko.cluster.typed.ClusterSingleton;
+import org.apache.pekko.cluster.typed.ClusterSingletonSettings;
+import org.apache.pekko.cluster.typed.SingletonActor;
 import org.apache.pekko.cluster.typed.Subscribe;
+import org.apache.pekko.persistence.jdbc.testkit.javadsl.SchemaUtils;
 
 /**
  * {@code troupe node}: one cluster node. It joins the Pekko cluster (Artery TCP, the split-brain
@@ -29,8 +41,12 @@ import org.apache.pekko.cluster.typed.Subscribe;
  * devices=<n>} once it is Up and then one line per membership change, and runs until it is stopped
  * (SIGTERM or ctrl-C), when it leaves the cluster gracefully.
  *
- * <p>Built so far: membership and device actors. The coordinator, its journal and training across
- * nodes are not built yet.
+ * <p>Coordinator-role nodes run the coordinator as a cluster singleton (the oldest such node holds
+ * it) on a journal in an H2 file under {@code --data-dir}, and a {@link ClientGateway} registered
+ * with the cluster-client receptionist. The H2 journal is the node's own: if the singleton moves to
+ * another node it finds that node's journal, so failover needs a shared journal (PostgreSQL, not
+ * wired yet). Jobs run on one device each (the 1 × 1 × 1 plan); plans over several devices are not
+ * built yet.
  */
 final class NodeCommand implements Main.Command {
   /** The name of every Troupe actor system; part of every node address. */
@@ -42,7 +58,15 @@ final class NodeCommand implements Main.Command {
         Args.parse(
             "node",
             argv,
-            Set.of("config", "host", "port", "seeds", "devices", "threads-per-device", "roles"),
+            Set.of(
+                "config",
+                "host",
+                "port",
+                "seeds",
+                "devices",
+                "threads-per-device",
+                "roles",
+                "data-dir"),
             Set.of());
     Config file = ConfigFactory.empty();
     if (args.has("config")) {
@@ -69,15 +93,27 @@ final class NodeCommand implements Main.Command {
     } catch (IllegalArgumentException e) {
       throw new UsageException("node: --devices " + s.devicesText() + ": " + e.getMessage());
     }
+    Path dataDir = Path.of(args.get("data-dir", settings.getString("troupe.node.data-dir")));
+    Files.createDirectories(dataDir);
+    boolean coordinator = s.roles().contains("coordinator");
+    String secret = settings.getString("troupe.client.secret");
+    if (coordinator && secret.isEmpty()) {
+      System.err.println(
+          "troupe node: warning: troupe.client.secret is empty: anyone who reaches this node can"
+              + " submit and control jobs");
+    }
     Config pekko =
         s.pekkoConfig()
             .withFallback(file)
+            .withFallback(JournalConfig.h2(dataDir))
             .withFallback(defaults.getConfig("troupe.node-pekko"))
             .withFallback(defaults)
             .resolve();
+    AtomicReference<Throwable> failure = new AtomicReference<>();
     ActorSystem<Void> system;
     try {
-      system = ActorSystem.create(guardian(devices, out), SYSTEM, pekko);
+      system =
+          ActorSystem.create(guardian(devices, coordinator, secret, out, failure), SYSTEM, pekko);
     } catch (RuntimeException e) {
       Throwable root = e;
       while (root.getCause() != null) root = root.getCause();
@@ -92,21 +128,73 @@ final class NodeCommand implements Main.Command {
           e);
     }
     system.getWhenTerminated().toCompletableFuture().join();
+    Throwable failed = failure.get();
+    if (failed != null) {
+      throw new IllegalStateException(
+          "the node stopped: " + Main.describe(rootCause(failed)), failed);
+    }
     return 0;
   }
 
-  /** Starts the device actors and reports membership on {@code out}. */
-  private static Behavior<Void> guardian(List<DeviceInfo> devices, PrintStream out) {
+  private static Throwable rootCause(Throwable e) {
+    while (e.getCause() != null && e.getCause() != e) e = e.getCause();
+    return e;
+  }
+
+  /**
+   * Starts the device actors, on coordinator nodes the coordinator singleton (its journal's tables
+   * created first) and the client gateway, and reports membership on {@code out}.
+   */
+  private static Behavior<Void> guardian(
+      List<DeviceInfo> devices,
+      boolean coordinator,
+      String secret,
+      PrintStream out,
+      AtomicReference<Throwable> failure) {
     return Behaviors.setup(
         ctx -> {
-          Cluster cluster = Cluster.get(ctx.getSystem());
-          Address self = cluster.selfMember().address();
-          for (DeviceInfo d : devices) {
-            ctx.spawn(DeviceActor.create(d, self.toString()), "device-" + d.id().replace(':', '-'));
+          try {
+            return start(ctx, devices, coordinator, secret, out);
+          } catch (Exception | LinkageError e) {
+            failure.set(e); // the guardian stops, the system terminates, run() reports it
+            throw e;
           }
-          ctx.spawn(membership(self, devices.size(), out), "membership");
-          return Behaviors.empty();
         });
+  }
+
+  private static Behavior<Void> start(
+      org.apache.pekko.actor.typed.javadsl.ActorContext<Void> ctx,
+      List<DeviceInfo> devices,
+      boolean coordinator,
+      String secret,
+      PrintStream out)
+      throws Exception {
+    Cluster cluster = Cluster.get(ctx.getSystem());
+    Address self = cluster.selfMember().address();
+    if (coordinator) {
+      SchemaUtils.createIfNotExists(ctx.getSystem())
+          .toCompletableFuture()
+          .get(60, java.util.concurrent.TimeUnit.SECONDS);
+    }
+    ActorRef<CoordinatorProtocol.Command> proxy =
+        ClusterSingleton.get(ctx.getSystem())
+            .init(
+                SingletonActor.of(Coordinator.create(100), "coordinator")
+                    .withSettings(
+                        ClusterSingletonSettings.create(ctx.getSystem()).withRole("coordinator")));
+    if (coordinator) {
+      org.apache.pekko.actor.ActorRef gateway =
+          Adapter.actorOf(
+              ctx,
+              ClientGateway.props(proxy, ctx.getSystem().scheduler(), secret),
+              "client-gateway");
+      ClusterClientReceptionist.get(Adapter.toClassic(ctx.getSystem())).registerService(gateway);
+    }
+    for (DeviceInfo d : devices) {
+      ctx.spawn(DeviceActor.create(d, self.toString()), "device-" + d.id().replace(':', '-'));
+    }
+    ctx.spawn(membership(self, devices.size(), out), "membership");
+    return Behaviors.empty();
   }
 
   /** Prints the up line for this node and one line per other member coming up or going. */

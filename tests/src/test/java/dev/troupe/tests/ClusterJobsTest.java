@@ -1,0 +1,133 @@
+package dev.troupe.tests;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+import dev.troupe.cli.Main;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Predicate;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Three real {@code troupe node} processes (one coordinator node, two workers) and the cluster
+ * client commands: a job submitted, watched with status, paused, resumed and cancelled; a second
+ * job submitted with {@code --follow} completes; a client with the wrong secret is refused.
+ */
+class ClusterJobsTest {
+  @TempDir Path dir;
+
+  /** The output and exit status of one client command, run in this JVM. */
+  private record Run(int status, String out, String err) {}
+
+  private Run client(Path config, String... args) {
+    List<String> argv = new ArrayList<>(List.of(args));
+    argv.addAll(List.of("--config", config.toString()));
+    ByteArrayOutputStream out = new ByteArrayOutputStream();
+    ByteArrayOutputStream err = new ByteArrayOutputStream();
+    int status =
+        Main.run(
+            argv.toArray(String[]::new),
+            new PrintStream(out, true, StandardCharsets.UTF_8),
+            new PrintStream(err, true, StandardCharsets.UTF_8));
+    return new Run(
+        status, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
+  }
+
+  /**
+   * Polls {@code status JOB} until its line satisfies {@code p} (180 s deadline, no timing claim).
+   */
+  private String awaitStatus(Path config, String job, Predicate<String> p) throws Exception {
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(180);
+    while (true) {
+      Run r = client(config, "status", job);
+      if (r.status() == 0 && p.test(r.out())) return r.out();
+      if (System.nanoTime() > deadline) fail("status of " + job + " never matched: " + r);
+      Thread.sleep(300);
+    }
+  }
+
+  @Test
+  void jobsAreSubmittedControlledAndCompletedOnAThreeNodeCluster() throws Exception {
+    TrainingJobs.writeModelAndData(dir);
+    Path longJob = TrainingJobs.job(dir, "long", "steps = 100000\ncheckpoint { every = 5 }");
+    Path shortJob = TrainingJobs.job(dir, "short", "steps = 8");
+    int p1 = Nodes.freePort();
+    int p2 = Nodes.freePort();
+    int p3 = Nodes.freePort();
+    String contact = "127.0.0.1:" + p1;
+    Path conf = dir.resolve("cluster.conf");
+    Files.writeString(
+        conf,
+        "troupe.client { secret = \"s3cret\", contacts = [\"" + contact + "\"], timeout = 30s }\n");
+    Path wrong = dir.resolve("wrong.conf");
+    Files.writeString(
+        wrong, "troupe.client { secret = \"guess\", contacts = [\"" + contact + "\"] }\n");
+    List<Nodes.Node> nodes = new ArrayList<>();
+    try {
+      Nodes.Node first =
+          Nodes.start(
+              "--port",
+              String.valueOf(p1),
+              "--config",
+              conf.toString(),
+              "--data-dir",
+              dir.resolve("n1").toString());
+      nodes.add(first);
+      Nodes.await(first, "troupe node up: pekko://troupe@" + contact + " devices=1");
+      for (int port : new int[] {p2, p3}) {
+        Nodes.Node worker =
+            Nodes.start(
+                "--port",
+                String.valueOf(port),
+                "--seeds",
+                contact,
+                "--roles",
+                "worker",
+                "--config",
+                conf.toString(),
+                "--data-dir",
+                dir.resolve("n" + port).toString());
+        nodes.add(worker);
+        Nodes.await(first, "troupe node: member up pekko://troupe@127.0.0.1:" + port);
+      }
+
+      Run submitted = client(conf, "submit", longJob.toString());
+      assertEquals(0, submitted.status(), submitted.toString());
+      assertEquals("job-1", submitted.out().strip());
+      awaitStatus(conf, "job-1", s -> s.contains("RUNNING") && s.contains("step "));
+      Run pause = client(conf, "pause", "job-1");
+      assertEquals(0, pause.status(), pause.toString());
+      assertTrue(client(conf, "status", "job-1").out().contains("PAUSED"));
+      assertEquals(0, client(conf, "resume", "job-1").status());
+      awaitStatus(conf, "job-1", s -> s.contains("RUNNING"));
+      assertEquals(0, client(conf, "cancel", "job-1").status());
+      assertTrue(client(conf, "status", "job-1").out().contains("CANCELLED"));
+
+      Run refused = client(wrong, "jobs");
+      assertEquals(1, refused.status(), refused.toString());
+      assertTrue(refused.err().contains("secret does not match"), refused.err());
+      Run unknown = client(conf, "pause", "job-9");
+      assertEquals(1, unknown.status());
+      assertTrue(unknown.err().contains("unknown job 'job-9'"), unknown.err());
+
+      Run followed = client(conf, "submit", shortJob.toString(), "--follow");
+      assertEquals(0, followed.status(), followed.toString());
+      assertTrue(followed.out().contains("job-2  COMPLETED  step 8/8"), followed.out());
+      Run jobs = client(conf, "jobs", "--json");
+      assertEquals(2, jobs.out().strip().lines().count(), jobs.out());
+      assertTrue(jobs.out().contains("\"state\":\"CANCELLED\""), jobs.out());
+      assertTrue(Files.isDirectory(dir.resolve("short/adapter")), "the second job's adapter");
+    } finally {
+      for (Nodes.Node n : nodes.reversed()) n.stop();
+    }
+  }
+}
