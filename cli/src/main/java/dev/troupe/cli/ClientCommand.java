@@ -116,7 +116,8 @@ final class ClientCommand implements Main.Command {
         case "pause", "resume", "cancel" ->
             out.println(((CoordinatorProtocol.Accepted) reply).jobId() + ": " + name + " done");
         default -> {
-          List<Job> jobs = ((CoordinatorProtocol.Jobs) reply).jobs();
+          CoordinatorProtocol.Jobs all = (CoordinatorProtocol.Jobs) reply;
+          List<Job> jobs = all.jobs();
           if (arg != null) {
             jobs = jobs.stream().filter(j -> j.id().equals(arg)).toList();
             if (jobs.isEmpty()) {
@@ -124,18 +125,28 @@ final class ClientCommand implements Main.Command {
                   "unknown job '"
                       + arg
                       + "' (known: "
-                      + String.join(
-                          ", ",
-                          ((CoordinatorProtocol.Jobs) reply).jobs().stream().map(Job::id).toList())
+                      + String.join(", ", all.jobs().stream().map(Job::id).toList())
                       + ")");
             }
           }
           if (args.has("json")) {
             ObjectMapper m = new ObjectMapper();
-            for (Job j : jobs) out.println(m.writeValueAsString(json(m, j)));
+            for (Job j : jobs) out.println(m.writeValueAsString(json(m, j, all)));
           } else {
             if (jobs.isEmpty()) out.println("no jobs");
             for (Job j : jobs) out.println(line(j));
+            if (name.equals("status")) {
+              out.println("devices: " + all.devices().size());
+              for (String d : all.devices()) out.println("  " + d);
+              if (!all.runningJob().isEmpty()) {
+                out.println(
+                    "plan: "
+                        + all.runningJob()
+                        + " runs 1 × 1 × 1 (pp × tp × dp) on "
+                        + all.runningOn()
+                        + " (plans over several devices are not built yet)");
+              }
+            }
           }
         }
       }
@@ -179,12 +190,14 @@ final class ClientCommand implements Main.Command {
     if (j.totalSteps() > 0)
       sb.append("  step ").append(j.step()).append('/').append(j.totalSteps());
     if (!Double.isNaN(j.loss())) sb.append(String.format(Locale.ROOT, "  loss %.4f", j.loss()));
+    if (!Double.isNaN(j.tokensPerS()) && j.state() == dev.troupe.coordinator.JobState.RUNNING)
+      sb.append(String.format(Locale.ROOT, "  %.0f tokens/s", j.tokensPerS()));
     sb.append("  ").append(j.name());
     if (!j.reason().isEmpty()) sb.append("  (").append(j.reason()).append(')');
     return sb.toString();
   }
 
-  private static ObjectNode json(ObjectMapper m, Job j) {
+  private static ObjectNode json(ObjectMapper m, Job j, CoordinatorProtocol.Jobs all) {
     ObjectNode n = m.createObjectNode();
     n.put("job", j.id());
     n.put("name", j.name());
@@ -192,6 +205,12 @@ final class ClientCommand implements Main.Command {
     n.put("step", j.step());
     n.put("total_steps", j.totalSteps());
     if (!Double.isNaN(j.loss())) n.put("loss", j.loss());
+    if (!Double.isNaN(j.tokensPerS())) n.put("tokens_per_s", j.tokensPerS());
+    if (j.id().equals(all.runningJob())) {
+      n.put("plan", "1x1x1");
+      n.put("device", all.runningOn());
+    }
+    n.put("devices", all.devices().size());
     n.put("submitted_at_ms", j.submittedAtMillis());
     if (!j.reason().isEmpty()) n.put("reason", j.reason());
     return n;

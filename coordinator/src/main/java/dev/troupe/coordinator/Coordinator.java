@@ -52,6 +52,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
   private final int snapshotEvery;
   private final java.util.function.LongSupplier clock;
   private final ActorRef<DeviceActor.Report> reports;
+  private final org.apache.pekko.actor.Address self;
   private List<ActorRef<DeviceActor.Command>> devices = List.of();
   private String dispatchedJob; // the job a device runs for us now, if any
   private ActorRef<DeviceActor.Command> dispatchedTo;
@@ -62,6 +63,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
     this.snapshotEvery = snapshotEvery;
     this.clock = clock;
     this.reports = ctx.messageAdapter(DeviceActor.Report.class, DeviceReport::new);
+    this.self = ctx.getSystem().address();
     ActorRef<Receptionist.Listing> listings =
         ctx.messageAdapter(
             Receptionist.Listing.class,
@@ -94,7 +96,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
         .forAnyState()
         .onCommand(Submit.class, this::submit)
         .onCommand(Control.class, this::control)
-        .onCommand(ListJobs.class, (book, c) -> Effect().reply(c.replyTo(), new Jobs(book.jobs())))
+        .onCommand(ListJobs.class, (book, c) -> Effect().reply(c.replyTo(), jobs(book)))
         .onCommand(Devices.class, this::devices)
         .onCommand(DeviceReport.class, this::report)
         .build();
@@ -118,7 +120,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
   private Effect<JobEvent, JobBook> report(JobBook book, DeviceReport r) {
     return switch (r.report()) {
       case DeviceActor.StepDone s ->
-          persist(book.stepDone(s.jobId(), s.step(), s.total(), s.loss()));
+          persist(book.stepDone(s.jobId(), s.step(), s.total(), s.loss(), s.tokensPerS()));
       case DeviceActor.RunEnded e -> {
         if (e.jobId().equals(dispatchedJob)) {
           dispatchedJob = null;
@@ -137,6 +139,14 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
 
   private Effect<JobEvent, JobBook> persist(List<JobEvent> events) {
     return events.isEmpty() ? Effect().none() : Effect().persist(events);
+  }
+
+  private Jobs jobs(JobBook book) {
+    return new Jobs(
+        book.jobs(),
+        devices.stream().map(d -> d.path().toStringWithAddress(self)).toList(),
+        dispatchedJob == null ? "" : dispatchedJob,
+        dispatchedTo == null ? "" : dispatchedTo.path().toStringWithAddress(self));
   }
 
   /** Sends the running job to a device, unless one runs it already or there is none. */

@@ -43,6 +43,13 @@ public final class CoordinatorProtocol {
   /** Not done, and why. */
   public record Refused(String reason) implements Reply {}
 
-  /** Every job, in submission order. */
-  public record Jobs(List<Job> jobs) implements Reply {}
+  /**
+   * Every job, in submission order, and what runs where.
+   *
+   * @param devices the device actors the coordinator sees (paths)
+   * @param runningJob the job a device runs now ("" if none)
+   * @param runningOn the path of that device ("" if none)
+   */
+  public record Jobs(List<Job> jobs, List<String> devices, String runningJob, String runningOn)
+      implements Reply {}
 }

@@ -12,6 +12,7 @@ package dev.troupe.coordinator;
  * @param step the last step committed (0 before the first)
  * @param totalSteps the job's number of steps, once a device has reported it (else 0)
  * @param loss the loss of the last committed step (NaN before the first)
+ * @param tokensPerS the training speed at the last committed step (NaN before the first)
  */
 public record Job(
     String id,
@@ -22,12 +23,14 @@ public record Job(
     String reason,
     long step,
     long totalSteps,
-    double loss) {
+    double loss,
+    double tokensPerS) {
   Job withState(JobState s, String why) {
-    return new Job(id, name, config, s, submittedAtMillis, why, step, totalSteps, loss);
+    return new Job(id, name, config, s, submittedAtMillis, why, step, totalSteps, loss, tokensPerS);
   }
 
-  Job withStep(long newStep, long total, double newLoss) {
-    return new Job(id, name, config, state, submittedAtMillis, reason, newStep, total, newLoss);
+  Job withStep(long newStep, long total, double newLoss, double speed) {
+    return new Job(
+        id, name, config, state, submittedAtMillis, reason, newStep, total, newLoss, speed);
   }
 }

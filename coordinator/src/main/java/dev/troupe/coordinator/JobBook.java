@@ -79,10 +79,10 @@ public record JobBook(long submitted, List<Job> jobs) implements ClusterMessage 
   }
 
   /** A step reported by the device running the job; nothing where the job is not running. */
-  public List<JobEvent> stepDone(String id, long step, long total, double loss) {
+  public List<JobEvent> stepDone(String id, long step, long total, double loss, double tokensPerS) {
     Job j = job(id).orElse(null);
     if (j == null || j.state() != JobState.RUNNING || step <= j.step()) return List.of();
-    return List.of(new StepCommitted(id, step, total, loss));
+    return List.of(new StepCommitted(id, step, total, loss, tokensPerS));
   }
 
   /**
@@ -143,13 +143,17 @@ public record JobBook(long submitted, List<Job> jobs) implements ClusterMessage 
               "",
               0,
               0,
+              Double.NaN,
               Double.NaN));
       return new JobBook(submitted + 1, next);
     }
     if (e instanceof StepCommitted c) {
       List<Job> next = new ArrayList<>(jobs.size());
       for (Job j : jobs)
-        next.add(j.id().equals(c.jobId()) ? j.withStep(c.step(), c.total(), c.loss()) : j);
+        next.add(
+            j.id().equals(c.jobId())
+                ? j.withStep(c.step(), c.total(), c.loss(), c.tokensPerS())
+                : j);
       return new JobBook(submitted, next);
     }
     JobState state;

@@ -24,7 +24,8 @@ public sealed interface JobEvent extends ClusterMessage {
   record JobCancelled(String jobId, String reason) implements JobEvent {}
 
   /** A device finished step {@code step} of the running job. */
-  record StepCommitted(String jobId, long step, long total, double loss) implements JobEvent {}
+  record StepCommitted(String jobId, long step, long total, double loss, double tokensPerS)
+      implements JobEvent {}
 
   /** The running job trained to its last step. */
   record JobCompleted(String jobId) implements JobEvent {}

@@ -69,11 +69,11 @@ class JobBookTest {
   void devicesReportStepsAndEndsOfTheRunningJobOnly() throws Exception {
     JobBook b = JobBook.empty();
     for (String n : List.of("a", "b")) b = run(b, b.submit(n, n, 0));
-    b = run(b, b.stepDone("job-1", 1, 10, 2.5));
+    b = run(b, b.stepDone("job-1", 1, 10, 2.5, 100));
     assertEquals(1, b.job("job-1").orElseThrow().step());
     assertEquals(2.5, b.job("job-1").orElseThrow().loss());
-    assertEquals(List.of(), b.stepDone("job-1", 1, 10, 2.4), "a step is committed once");
-    assertEquals(List.of(), b.stepDone("job-2", 1, 10, 2.4), "job-2 is not running");
+    assertEquals(List.of(), b.stepDone("job-1", 1, 10, 2.4, 100), "a step is committed once");
+    assertEquals(List.of(), b.stepDone("job-2", 1, 10, 2.4, 100), "job-2 is not running");
     assertEquals(
         List.of(new JobEvent.JobFailed("job-1", "boom"), new JobStarted("job-2")),
         b.runEnded("job-1", false, "boom"));

@@ -62,8 +62,9 @@ public final class DeviceActor {
   /** What a device reports about a job it runs. */
   public sealed interface Report extends ClusterMessage permits StepDone, RunEnded {}
 
-  /** Step {@code step} of {@code total} is done and checkpointed where the job says. */
-  public record StepDone(String jobId, long step, long total, double loss) implements Report {}
+  /** Step {@code step} of {@code total} is done (checkpointed where the job says so). */
+  public record StepDone(String jobId, long step, long total, double loss, double tokensPerS)
+      implements Report {}
 
   /** The run ended: trained to the last step, stopped on request, or failed (with the reason). */
   public record RunEnded(String jobId, Outcome outcome, String reason) implements Report {}
@@ -123,8 +124,10 @@ public final class DeviceActor {
                           .observe(
                               new Trainer.StepObserver() {
                                 @Override
-                                public void stepDone(long step, long total, double loss) {
-                                  r.reportTo().tell(new StepDone(r.jobId(), step, total, loss));
+                                public void stepDone(
+                                    long step, long total, double loss, double tokensPerS) {
+                                  r.reportTo()
+                                      .tell(new StepDone(r.jobId(), step, total, loss, tokensPerS));
                                 }
 
                                 @Override

@@ -103,7 +103,16 @@ class ClusterJobsTest {
       Run submitted = client(conf, "submit", longJob.toString());
       assertEquals(0, submitted.status(), submitted.toString());
       assertEquals("job-1", submitted.out().strip());
-      awaitStatus(conf, "job-1", s -> s.contains("RUNNING") && s.contains("step "));
+      String status =
+          awaitStatus(
+              conf,
+              "job-1",
+              s -> s.contains("RUNNING") && s.contains("step ") && s.contains("devices: 3"));
+      assertTrue(
+          status.contains("tokens/s")
+              && status.contains(
+                  "plan: job-1 runs 1 × 1 × 1 (pp × tp × dp) on pekko://troupe@127.0.0.1:"),
+          status);
       Run pause = client(conf, "pause", "job-1");
       assertEquals(0, pause.status(), pause.toString());
       assertTrue(client(conf, "status", "job-1").out().contains("PAUSED"));

@@ -35,6 +35,7 @@ public final class Trainer {
   private final boolean terminal;
   private StepObserver observer;
   private double lastLoss = Double.NaN;
+  private double lastTokensPerS = Double.NaN;
   private boolean stopped;
 
   /**
@@ -43,8 +44,8 @@ public final class Trainer {
    * job again resumes there.
    */
   public interface StepObserver {
-    /** Step {@code step} (1-based) of {@code total} is done; its loss. */
-    void stepDone(long step, long total, double loss);
+    /** Step {@code step} (1-based) of {@code total} is done: its loss and tokens per second. */
+    void stepDone(long step, long total, double loss, double tokensPerS);
 
     /** Whether to stop after the step just done. */
     boolean stopRequested();
@@ -126,7 +127,7 @@ public final class Trainer {
             boolean saved = (step + 1) % job.checkpoint().every() == 0 || end;
             if (saved) state.save(store, s.lora(), s.optimizer());
             if (observer != null) {
-              observer.stepDone(step + 1, total, lastLoss);
+              observer.stepDone(step + 1, total, lastLoss, lastTokensPerS);
               if (!end && observer.stopRequested()) {
                 if (!saved) state.save(store, s.lora(), s.optimizer());
                 progress.message("stopped after step " + (step + 1) + " on request");
@@ -206,6 +207,7 @@ public final class Trainer {
     }
     progress.update(step + 1, r.loss(), r.tokens() / seconds);
     lastLoss = r.loss();
+    lastTokensPerS = r.tokens() / seconds;
     return new TrainingState(step + 1, scaler, dtype.label(), state.quant());
   }
 
