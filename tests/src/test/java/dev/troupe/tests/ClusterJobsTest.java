@@ -74,18 +74,14 @@ class ClusterJobsTest {
     List<Nodes.Node> nodes = new ArrayList<>();
     try {
       Nodes.Node first =
-          Nodes.start(
-              "--port",
-              String.valueOf(p1),
-              "--config",
-              conf.toString(),
-              "--data-dir",
-              dir.resolve("n1").toString());
+          Nodes.start(dir, "n1", "--port", String.valueOf(p1), "--config", conf.toString());
       nodes.add(first);
       Nodes.await(first, "troupe node up: pekko://troupe@" + contact + " devices=1");
       for (int port : new int[] {p2, p3}) {
         Nodes.Node worker =
             Nodes.start(
+                dir,
+                "n" + port,
                 "--port",
                 String.valueOf(port),
                 "--seeds",
@@ -93,9 +89,7 @@ class ClusterJobsTest {
                 "--roles",
                 "worker",
                 "--config",
-                conf.toString(),
-                "--data-dir",
-                dir.resolve("n" + port).toString());
+                conf.toString());
         nodes.add(worker);
         Nodes.await(first, "troupe node: member up pekko://troupe@127.0.0.1:" + port);
       }

@@ -7,26 +7,43 @@ import java.io.IOException;
 import java.io.InputStreamReader;
 import java.net.ServerSocket;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 
-/** Real {@code troupe node} processes for tests, with what they print on stdout. */
+/**
+ * Real {@code troupe node} processes for tests: each runs in the test's folder with a data folder
+ * of its own; its stdout lines are collected and its stderr goes to a file, both shown when a test
+ * fails.
+ */
 final class Nodes {
   private Nodes() {}
 
-  /** A node process and the lines it has printed on stdout so far. */
-  record Node(Process process, List<String> lines) {
+  /** A node process, the lines it has printed on stdout so far, and the file of its stderr. */
+  record Node(String name, Process process, List<String> lines, Path stderr) {
+    boolean printed(String text) {
+      return lines.stream().anyMatch(l -> l.equals(text));
+    }
+
     /** Stops the process: SIGTERM, then SIGKILL after 30 s. */
     void stop() throws InterruptedException {
       process.destroy();
       if (!process.waitFor(30, TimeUnit.SECONDS)) process.destroyForcibly();
     }
 
-    boolean printed(String text) {
-      return lines.stream().anyMatch(l -> l.equals(text));
+    /** Its stdout lines and the end of its stderr, for failure messages. */
+    String report() {
+      String err;
+      try {
+        List<String> all = Files.readAllLines(stderr, StandardCharsets.UTF_8);
+        err = String.join("\n", all.subList(Math.max(0, all.size() - 20), all.size()));
+      } catch (IOException e) {
+        err = "(stderr unreadable: " + e + ")";
+      }
+      return name + " stdout " + lines + "\n" + name + " stderr (last lines):\n" + err;
     }
   }
 
@@ -36,14 +53,23 @@ final class Nodes {
     }
   }
 
-  static Node start(String... args) throws IOException {
+  /**
+   * Starts {@code troupe node} with {@code args}, working in {@code dir}, data in {@code dir/name}.
+   */
+  static Node start(Path dir, String name, String... args) throws IOException {
     List<String> cmd = new ArrayList<>();
     cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
     cmd.addAll(
         List.of("-Xmx256m", "-cp", System.getProperty("java.class.path"), "dev.troupe.cli.Main"));
     cmd.add("node");
+    cmd.addAll(List.of("--data-dir", dir.resolve(name).toString()));
     cmd.addAll(List.of(args));
-    Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.DISCARD).start();
+    Path stderr = dir.resolve(name + ".err");
+    Process p =
+        new ProcessBuilder(cmd)
+            .directory(dir.toFile())
+            .redirectError(ProcessBuilder.Redirect.to(stderr.toFile()))
+            .start();
     List<String> lines = new CopyOnWriteArrayList<>();
     Thread reader =
         new Thread(
@@ -58,17 +84,25 @@ final class Nodes {
             });
     reader.setDaemon(true);
     reader.start();
-    return new Node(p, lines);
+    return new Node(name, p, lines, stderr);
   }
 
   /** Waits up to 90 s (a deadline against hanging, not a timing claim) for {@code line}. */
   static void await(Node node, String line) throws InterruptedException {
     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(90);
     while (!node.printed(line)) {
-      if (!node.process().isAlive() && !node.printed(line)) {
-        fail("node exited (" + node.process().exitValue() + ") before '" + line + "': " + node);
+      if (!node.process().isAlive()) {
+        Thread.sleep(200); // let the reader take the last lines
+        if (node.printed(line)) return;
+        fail(
+            "node exited ("
+                + node.process().exitValue()
+                + ") before '"
+                + line
+                + "':\n"
+                + node.report());
       }
-      if (System.nanoTime() > deadline) fail("no '" + line + "' within 90 s: " + node.lines());
+      if (System.nanoTime() > deadline) fail("no '" + line + "' within 90 s:\n" + node.report());
       Thread.sleep(100);
     }
   }
