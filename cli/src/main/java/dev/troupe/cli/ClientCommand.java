@@ -94,8 +94,13 @@ final class ClientCommand implements Main.Command {
             Path file = Path.of(arg);
             if (!Files.isRegularFile(file))
               throw new UsageException("submit: " + file + ": no such job file");
-            yield new ClientProtocol.SubmitJob(
-                secret, file.getFileName().toString(), Files.readString(file));
+            String text;
+            try {
+              text = TrainCommand.render(file); // includes and substitutions resolved here
+            } catch (ConfigException e) {
+              throw new UsageException("submit: " + file + ": " + e.getMessage());
+            }
+            yield new ClientProtocol.SubmitJob(secret, file.getFileName().toString(), text);
           }
           case "pause", "resume", "cancel" ->
               new ClientProtocol.ControlJob(

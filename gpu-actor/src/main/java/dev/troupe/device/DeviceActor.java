@@ -76,31 +76,45 @@ public final class DeviceActor {
     FAILED
   }
 
-  /** The behavior of the actor of {@code device} on the node at {@code node}. */
+  /**
+   * The behavior of the actor of {@code device} on the node at {@code node}; a job's progress goes
+   * to {@code output/train.log}.
+   */
   public static Behavior<Command> create(DeviceInfo device, String node) {
+    return create(device, node, null, false);
+  }
+
+  /**
+   * Like {@link #create(DeviceInfo, String)}, with a job's progress on {@code log} instead (the
+   * one-process {@code troupe train}); {@code terminal}: redraw a progress line.
+   */
+  public static Behavior<Command> create(
+      DeviceInfo device, String node, PrintStream log, boolean terminal) {
     return Behaviors.setup(
         ctx -> {
           ctx.getSystem().receptionist().tell(Receptionist.register(KEY, ctx.getSelf()));
-          return idle(ctx, device, node);
+          return idle(ctx, new Where(device, node, log, terminal));
         });
   }
 
-  private static Behavior<Command> idle(ActorContext<Command> ctx, DeviceInfo device, String node) {
+  /** The device, its node, and where a run's progress goes ({@code log} null: train.log). */
+  private record Where(DeviceInfo device, String node, PrintStream log, boolean terminal) {}
+
+  private static Behavior<Command> idle(ActorContext<Command> ctx, Where at) {
     return Behaviors.receive(Command.class)
-        .onMessage(Describe.class, d -> describe(d, device, node))
-        .onMessage(RunJob.class, r -> start(ctx, device, node, r))
+        .onMessage(Describe.class, d -> describe(d, at))
+        .onMessage(RunJob.class, r -> start(ctx, at, r))
         .onMessage(StopJob.class, s -> Behaviors.same())
         .onMessage(RunFinished.class, f -> Behaviors.same())
         .build();
   }
 
-  private static Behavior<Command> describe(Describe d, DeviceInfo device, String node) {
-    d.replyTo().tell(new Description(device, node));
+  private static Behavior<Command> describe(Describe d, Where at) {
+    d.replyTo().tell(new Description(at.device(), at.node()));
     return Behaviors.same();
   }
 
-  private static Behavior<Command> start(
-      ActorContext<Command> ctx, DeviceInfo device, String node, RunJob r) {
+  private static Behavior<Command> start(ActorContext<Command> ctx, Where at, RunJob r) {
     AtomicBoolean stop = new AtomicBoolean();
     ActorRef<Command> self = ctx.getSelf();
     Thread t =
@@ -111,16 +125,18 @@ public final class DeviceActor {
               try {
                 JobConfig job = JobConfig.parse(r.config(), Path.of(r.jobId() + ".conf"));
                 Files.createDirectories(job.output());
-                try (PrintStream log =
-                    new PrintStream(
-                        Files.newOutputStream(
-                            job.output().resolve("train.log"),
-                            StandardOpenOption.CREATE,
-                            StandardOpenOption.APPEND),
-                        true,
-                        StandardCharsets.UTF_8)) {
+                try (PrintStream file =
+                    at.log() != null
+                        ? null
+                        : new PrintStream(
+                            Files.newOutputStream(
+                                job.output().resolve("train.log"),
+                                StandardOpenOption.CREATE,
+                                StandardOpenOption.APPEND),
+                            true,
+                            StandardCharsets.UTF_8)) {
                   Trainer trainer =
-                      new Trainer(job, log, false)
+                      new Trainer(job, file != null ? file : at.log(), at.terminal())
                           .observe(
                               new Trainer.StepObserver() {
                                 @Override
@@ -146,39 +162,34 @@ public final class DeviceActor {
               }
               self.tell(new RunFinished(r.jobId(), outcome, reason));
             },
-            "troupe-" + device.id() + "-" + r.jobId());
+            "troupe-" + at.device().id() + "-" + r.jobId());
     t.setDaemon(true);
     t.start();
-    return running(ctx, device, node, r, stop, null);
+    return running(ctx, at, r, stop, null);
   }
 
   private static Behavior<Command> running(
-      ActorContext<Command> ctx,
-      DeviceInfo device,
-      String node,
-      RunJob current,
-      AtomicBoolean stop,
-      RunJob next) {
+      ActorContext<Command> ctx, Where at, RunJob current, AtomicBoolean stop, RunJob next) {
     return Behaviors.receive(Command.class)
-        .onMessage(Describe.class, d -> describe(d, device, node))
+        .onMessage(Describe.class, d -> describe(d, at))
         .onMessage(
             StopJob.class,
             s -> {
               if (s.jobId().equals(current.jobId())) stop.set(true);
               RunJob keep = next != null && next.jobId().equals(s.jobId()) ? null : next;
-              return running(ctx, device, node, current, stop, keep);
+              return running(ctx, at, current, stop, keep);
             })
         .onMessage(
             RunJob.class,
             r -> {
               if (r.jobId().equals(current.jobId()) && !stop.get()) return Behaviors.same();
-              return running(ctx, device, node, current, stop, r);
+              return running(ctx, at, current, stop, r);
             })
         .onMessage(
             RunFinished.class,
             f -> {
               current.reportTo().tell(new RunEnded(f.jobId(), f.outcome(), f.reason()));
-              return next == null ? idle(ctx, device, node) : start(ctx, device, node, next);
+              return next == null ? idle(ctx, at) : start(ctx, at, next);
             })
         .build();
   }
