@@ -104,27 +104,24 @@ final class TrainCommand implements Main.Command {
       Job j = open.get();
       out.println("continuing " + j.id() + " from the coordinator's journal (" + j.state() + ")");
       if (j.state() == JobState.PAUSED) {
-        expectAccepted(
-            ask(
-                system,
-                coordinator,
-                to ->
-                    new CoordinatorProtocol.Control(
-                        j.id(), CoordinatorProtocol.Action.RESUME, to)));
+        control(system, coordinator, j.id(), CoordinatorProtocol.Action.RESUME);
       }
       return j.id();
     }
     if (open.isPresent()) {
-      expectAccepted(
-          ask(
-              system,
-              coordinator,
-              to ->
-                  new CoordinatorProtocol.Control(
-                      open.get().id(), CoordinatorProtocol.Action.CANCEL, to)));
+      control(system, coordinator, open.get().id(), CoordinatorProtocol.Action.CANCEL);
     }
     return expectAccepted(
         ask(system, coordinator, to -> new CoordinatorProtocol.Submit(name, text, to)));
+  }
+
+  private static void control(
+      ActorSystem system,
+      ActorRef<CoordinatorProtocol.Command> coordinator,
+      String id,
+      CoordinatorProtocol.Action action)
+      throws Exception {
+    expectAccepted(ask(system, coordinator, to -> new CoordinatorProtocol.Control(id, action, to)));
   }
 
   private static String expectAccepted(CoordinatorProtocol.Reply r) {

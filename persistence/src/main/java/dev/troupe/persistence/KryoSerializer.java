@@ -232,13 +232,13 @@ public final class KryoSerializer extends JSerializer {
     }
     kryo.register(UUID.class, new UuidSerializer(), id++);
     Class<?> list = List.of().getClass();
-    kryo.register(list, new ImmutableListSerializer(), id++);
+    kryo.register(list, new ImmutableCollectionSerializer(List::of), id++);
     resolver.family(c -> c.getName().startsWith("java.util.ImmutableCollections$List"), list);
     Class<?> map = Map.of().getClass();
     kryo.register(map, new ImmutableMapSerializer(), id++);
     resolver.family(c -> c.getName().startsWith("java.util.ImmutableCollections$Map"), map);
     Class<?> set = Set.of().getClass();
-    kryo.register(set, new ImmutableSetSerializer(), id++);
+    kryo.register(set, new ImmutableCollectionSerializer(Set::of), id++);
     resolver.family(c -> c.getName().startsWith("java.util.ImmutableCollections$Set"), set);
     kryo.register(ActorRef.class, new ClassicRefSerializer(system), id++);
     resolver.family(ActorRef.class::isAssignableFrom, ActorRef.class);
@@ -351,43 +351,30 @@ public final class KryoSerializer extends JSerializer {
     return n;
   }
 
+  /** {@code List.of}/{@code Set.of} collections: the elements, rebuilt through {@code make}. */
   @SuppressWarnings("rawtypes")
-  private static final class ImmutableListSerializer extends Serializer<List> {
-    ImmutableListSerializer() {
+  private static final class ImmutableCollectionSerializer
+      extends Serializer<java.util.Collection> {
+    private final java.util.function.Function<Object[], java.util.Collection> make;
+
+    ImmutableCollectionSerializer(
+        java.util.function.Function<Object[], java.util.Collection> make) {
+      this.make = make;
       setImmutable(true);
     }
 
     @Override
-    public void write(Kryo kryo, Output output, List list) {
-      output.writeVarInt(list.size(), true);
-      for (Object e : list) kryo.writeClassAndObject(output, e);
+    public void write(Kryo kryo, Output output, java.util.Collection items) {
+      output.writeVarInt(items.size(), true);
+      for (Object e : items) kryo.writeClassAndObject(output, e);
     }
 
     @Override
-    public List read(Kryo kryo, Input input, Class<? extends List> type) {
+    public java.util.Collection read(
+        Kryo kryo, Input input, Class<? extends java.util.Collection> type) {
       Object[] items = new Object[size(input)];
       for (int i = 0; i < items.length; i++) items[i] = kryo.readClassAndObject(input);
-      return List.of(items);
-    }
-  }
-
-  @SuppressWarnings("rawtypes")
-  private static final class ImmutableSetSerializer extends Serializer<Set> {
-    ImmutableSetSerializer() {
-      setImmutable(true);
-    }
-
-    @Override
-    public void write(Kryo kryo, Output output, Set set) {
-      output.writeVarInt(set.size(), true);
-      for (Object e : set) kryo.writeClassAndObject(output, e);
-    }
-
-    @Override
-    public Set read(Kryo kryo, Input input, Class<? extends Set> type) {
-      Object[] items = new Object[size(input)];
-      for (int i = 0; i < items.length; i++) items[i] = kryo.readClassAndObject(input);
-      return Set.of(items);
+      return make.apply(items);
     }
   }
 
