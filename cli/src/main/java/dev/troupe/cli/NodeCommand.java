@@ -31,6 +31,7 @@ import org.apache.pekko.cluster.client.ClusterClientReceptionist;
 import org.apache.pekko.cluster.typed.Cluster;
 import org.apache.pekko.cluster.typed.ClusterSingleton;
 import org.apache.pekko.cluster.typed.ClusterSingletonSettings;
+import org.apache.pekko.cluster.typed.Join;
 import org.apache.pekko.cluster.typed.SingletonActor;
 import org.apache.pekko.cluster.typed.Subscribe;
 import org.apache.pekko.persistence.jdbc.testkit.javadsl.SchemaUtils;
@@ -113,7 +114,10 @@ final class NodeCommand implements Main.Command {
     ActorSystem<Void> system;
     try {
       system =
-          ActorSystem.create(guardian(devices, coordinator, secret, out, failure), SYSTEM, pekko);
+          ActorSystem.create(
+              guardian(devices, s.seeds().isEmpty(), coordinator, secret, out, failure),
+              SYSTEM,
+              pekko);
     } catch (RuntimeException e) {
       Throwable root = e;
       while (root.getCause() != null) root = root.getCause();
@@ -147,6 +151,7 @@ final class NodeCommand implements Main.Command {
    */
   private static Behavior<Void> guardian(
       List<DeviceInfo> devices,
+      boolean joinSelf,
       boolean coordinator,
       String secret,
       PrintStream out,
@@ -154,7 +159,7 @@ final class NodeCommand implements Main.Command {
     return Behaviors.setup(
         ctx -> {
           try {
-            return start(ctx, devices, coordinator, secret, out);
+            return start(ctx, devices, joinSelf, coordinator, secret, out);
           } catch (Exception | LinkageError e) {
             failure.set(e); // the guardian stops, the system terminates, run() reports it
             throw e;
@@ -165,12 +170,14 @@ final class NodeCommand implements Main.Command {
   private static Behavior<Void> start(
       org.apache.pekko.actor.typed.javadsl.ActorContext<Void> ctx,
       List<DeviceInfo> devices,
+      boolean joinSelf,
       boolean coordinator,
       String secret,
       PrintStream out)
       throws Exception {
     Cluster cluster = Cluster.get(ctx.getSystem());
     Address self = cluster.selfMember().address();
+    if (joinSelf) cluster.manager().tell(new Join(self)); // a new cluster of one
     if (coordinator) {
       SchemaUtils.createIfNotExists(ctx.getSystem())
           .toCompletableFuture()
@@ -260,7 +267,8 @@ final class NodeCommand implements Main.Command {
     /** Host, port, seeds (this node itself when none) and roles as Pekko settings. */
     Config pekkoConfig() {
       List<String> seedNodes = new ArrayList<>();
-      for (String seed : seeds.isEmpty() ? List.of(host + ":" + port) : seeds) {
+      // no seeds: the node joins itself once it is up (its real port, even with --port 0)
+      for (String seed : seeds) {
         seedNodes.add("pekko://" + SYSTEM + "@" + seed);
       }
       return ConfigFactory.empty()
