@@ -160,8 +160,10 @@ public final class KryoSerializer extends JSerializer {
     Kryo kryo = pool.obtain();
     try (Output out = new Output(256, -1)) {
       kryo.writeClassAndObject(out, o);
-      return out.toBytes();
-    } catch (IllegalArgumentException | KryoException e) {
+      byte[] bytes = out.toBytes();
+      pool.free(kryo); // only an instance that finished cleanly goes back
+      return bytes;
+    } catch (RuntimeException e) {
       throw new IllegalArgumentException(
           "cannot serialize a "
               + o.getClass().getName()
@@ -169,35 +171,37 @@ public final class KryoSerializer extends JSerializer {
               + firstLine(e)
               + " (message classes must be listed in "
               + CLASSES_KEY
-              + ")",
+              + " or a module block)",
           e);
-    } finally {
-      pool.free(kryo);
     }
   }
 
   @Override
   public Object fromBinaryJava(byte[] bytes, Class<?> manifest) {
     Kryo kryo = pool.obtain();
+    Object o;
+    int read;
     try (Input in = new Input(bytes)) {
-      Object o = kryo.readClassAndObject(in);
-      if (in.position() != bytes.length) {
-        throw new IllegalArgumentException(
-            "cannot read a cluster message: "
-                + (bytes.length - in.position())
-                + " bytes left over after a "
-                + (o == null ? "null" : o.getClass().getName())
-                + " ("
-                + bytes.length
-                + " bytes in all)");
-      }
-      return o;
-    } catch (KryoException | IndexOutOfBoundsException | NegativeArraySizeException e) {
+      o = kryo.readClassAndObject(in);
+      read = in.position();
+    } catch (RuntimeException e) {
+      // Kryo's errors, and the checks of records rebuilt from the bytes (e.g. TensorBytes); the
+      // failed instance is dropped: its state after an exception is unknown
       throw new IllegalArgumentException(
           "cannot read a cluster message (" + bytes.length + " bytes): " + firstLine(e), e);
-    } finally {
-      pool.free(kryo);
     }
+    pool.free(kryo);
+    if (read != bytes.length) {
+      throw new IllegalArgumentException(
+          "cannot read a cluster message: "
+              + (bytes.length - read)
+              + " bytes left over after a "
+              + (o == null ? "null" : o.getClass().getName())
+              + " ("
+              + bytes.length
+              + " bytes in all)");
+    }
+    return o;
   }
 
   private static String firstLine(Throwable e) {
