@@ -151,10 +151,15 @@ public final class DeviceActor {
                                   return stop.get();
                                 }
                               });
+                  // the device's threads, unless the job names its own
+                  if (job.threads() <= 0) {
+                    dev.troupe.pipeline.engine.Torch.init();
+                    org.bytedeco.pytorch.global.torch.set_num_threads(at.device().threads());
+                  }
                   trainer.run();
                   outcome = trainer.stopped() ? Outcome.STOPPED : Outcome.COMPLETED;
                 }
-              } catch (Exception | LinkageError e) {
+              } catch (Throwable e) { // whatever it was, the coordinator must hear of it
                 outcome = Outcome.FAILED;
                 reason = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
                 int nl = reason.indexOf('\n');
