@@ -42,7 +42,7 @@ public final class Main {
                    [--max-new-tokens N] [--json] [--dtype fp32|bf16|fp16] [--threads N] [--quantize none|int8|int4|nf4]
                                              greedy continuation
 
-        node       [--config FILE] [--host H] [--port N] [--seeds H:P,H:P] [--devices cpu:N]
+        node       [--config FILE] [--host H] [--port N] [--seeds H:P,H:P] [--devices cpu:N|none]
                    [--threads-per-device N] [--roles worker,coordinator] [--data-dir DIR]
                                              a cluster node: joins (or seeds) the cluster, one device actor
                                              per device, the coordinator on coordinator nodes; runs until stopped

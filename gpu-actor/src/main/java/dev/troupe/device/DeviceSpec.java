@@ -6,8 +6,8 @@ import java.util.Locale;
 
 /**
  * Which devices a node offers, as {@code --devices} says: {@code cpu} (one CPU slot), {@code cpu:N}
- * (N slots, each a device actor with its own threads), {@code cuda} (every CUDA device) or {@code
- * cuda:0,1} (those devices).
+ * (N slots, each a device actor with its own threads), {@code cuda} (every CUDA device), {@code
+ * cuda:0,1} (those devices) or {@code none} (a node that only coordinates).
  *
  * @param kind CPU or CUDA
  * @param count CPU slots (CPU only)
@@ -30,7 +30,8 @@ public record DeviceSpec(DeviceInfo.Kind kind, int count, List<Integer> cudaIds)
    */
   public static DeviceSpec parse(String text) {
     String t = text == null ? "" : text.strip().toLowerCase(Locale.ROOT);
-    String expected = " (expected cpu, cpu:N, cuda or cuda:0,1)";
+    String expected = " (expected cpu, cpu:N, cuda, cuda:0,1 or none)";
+    if (t.equals("none")) return new DeviceSpec(DeviceInfo.Kind.CPU, 0, List.of());
     if (t.equals("cpu")) return cpu(1);
     if (t.equals("cuda")) return new DeviceSpec(DeviceInfo.Kind.CUDA, 0, List.of());
     if (t.startsWith("cpu:")) {

@@ -23,6 +23,7 @@ public final class Devices {
     if (threadsPerDevice < 1) {
       throw new IllegalArgumentException("threads per device must be at least 1");
     }
+    if (spec.count() == 0) return List.of(); // --devices none
     long share = physicalMemory() / spec.count();
     List<DeviceInfo> out = new ArrayList<>();
     for (int i = 0; i < spec.count(); i++) {

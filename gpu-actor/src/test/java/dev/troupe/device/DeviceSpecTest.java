@@ -14,6 +14,7 @@ class DeviceSpecTest {
   void parsesEveryForm() {
     assertEquals(DeviceSpec.cpu(1), DeviceSpec.parse("cpu"));
     assertEquals(DeviceSpec.cpu(3), DeviceSpec.parse("CPU:3"));
+    assertEquals(List.of(), Devices.discover(DeviceSpec.parse("none"), 1), "a coordinator only");
     assertEquals(new DeviceSpec(DeviceInfo.Kind.CUDA, 0, List.of()), DeviceSpec.parse("cuda"));
     assertEquals(
         new DeviceSpec(DeviceInfo.Kind.CUDA, 2, List.of(0, 1)), DeviceSpec.parse("cuda:0,1"));
