@@ -81,7 +81,7 @@ final class NodeCommand implements Main.Command {
       }
     }
     Config defaults = ConfigFactory.load();
-    Config settings = file.withFallback(defaults);
+    Config settings = file.withFallback(defaults).resolve();
     NodeSettings s;
     try {
       s = NodeSettings.of(args, settings.getConfig("troupe.node"));

@@ -57,7 +57,8 @@ public final class ClientGateway extends AbstractActor {
 
   private void request(Request r) {
     if (secret.length > 0
-        && !MessageDigest.isEqual(secret, r.secret().getBytes(StandardCharsets.UTF_8))) {
+        && !MessageDigest.isEqual(
+            secret, (r.secret() == null ? "" : r.secret()).getBytes(StandardCharsets.UTF_8))) {
       getSender()
           .tell(
               new Refused(
