@@ -43,11 +43,10 @@ import org.apache.pekko.persistence.jdbc.testkit.javadsl.SchemaUtils;
  * (SIGTERM or ctrl-C), when it leaves the cluster gracefully.
  *
  * <p>Coordinator-role nodes run the coordinator as a cluster singleton (the oldest such node holds
- * it) on a journal in an H2 file under {@code --data-dir}, and a {@link ClientGateway} registered
- * with the cluster-client receptionist. The H2 journal is the node's own: if the singleton moves to
- * another node it finds that node's journal, so failover needs a shared journal (PostgreSQL, not
- * wired yet). Jobs run on one device each (the 1 × 1 × 1 plan); plans over several devices are not
- * built yet.
+ * it) on the journal of {@code troupe.journal} (an H2 file under {@code --data-dir}, the node's
+ * own, or a PostgreSQL database the coordinator nodes share, which failover needs), and a {@link
+ * ClientGateway} registered with the cluster-client receptionist. Jobs run on one device each (the
+ * 1 × 1 × 1 plan); plans over several devices are not built yet.
  */
 final class NodeCommand implements Main.Command {
   /** The name of every Troupe actor system; part of every node address. */
@@ -106,7 +105,7 @@ final class NodeCommand implements Main.Command {
     Config pekko =
         s.pekkoConfig()
             .withFallback(file)
-            .withFallback(JournalConfig.h2(dataDir))
+            .withFallback(journal(settings, dataDir))
             .withFallback(defaults.getConfig("troupe.node-pekko"))
             .withFallback(defaults)
             .resolve();
@@ -138,6 +137,14 @@ final class NodeCommand implements Main.Command {
           "the node stopped: " + Main.describe(rootCause(failed)), failed);
     }
     return 0;
+  }
+
+  private static Config journal(Config settings, Path dataDir) {
+    try {
+      return JournalConfig.of(settings.getConfig("troupe.journal"), dataDir);
+    } catch (ConfigException | IllegalArgumentException e) {
+      throw new UsageException("node: " + e.getMessage());
+    }
   }
 
   private static Throwable rootCause(Throwable e) {
