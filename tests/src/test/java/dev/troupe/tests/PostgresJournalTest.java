@@ -1,6 +1,7 @@
 package dev.troupe.tests;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
 import com.fasterxml.jackson.databind.JsonNode;
@@ -16,19 +17,26 @@ import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Predicate;
 import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * The coordinator on PostgreSQL (Debian's package, a throwaway server started here): a node runs a
- * job and is killed with SIGKILL; another node, with a data folder of its own but the same journal,
- * recovers the job from the journal and completes it from its last checkpoint, every step once in
- * metrics.jsonl. Skipped where PostgreSQL is not installed ({@code .ci/run} installs it).
+ * The coordinator on PostgreSQL (Debian's package; each test starts a throwaway server as the
+ * postgres user): the job survives the loss of the coordinator's node, whether another node is
+ * started on the same journal or a surviving coordinator node takes the singleton over. Skipped
+ * where PostgreSQL is not installed ({@code .ci/run} installs it).
  */
 class PostgresJournalTest {
   @TempDir Path dir;
+  private Path bin;
+  private Path pgdata;
+  private int pgPort;
+  private final List<Nodes.Node> nodes = new ArrayList<>();
 
   private static Path pgBin() throws IOException {
     Path root = Path.of("/usr/lib/postgresql");
@@ -42,11 +50,14 @@ class PostgresJournalTest {
     }
   }
 
+  private static boolean root() {
+    return "root".equals(System.getProperty("user.name"));
+  }
+
   /** Runs a PostgreSQL tool, as the postgres user where this test runs as root. */
-  private static void pg(Path bin, String tool, String... args) throws Exception {
+  private void pg(String tool, String... args) throws Exception {
     List<String> cmd = new ArrayList<>();
-    if ("root".equals(System.getProperty("user.name")))
-      cmd.addAll(List.of("runuser", "-u", "postgres", "--"));
+    if (root()) cmd.addAll(List.of("runuser", "-u", "postgres", "--"));
     cmd.add(bin.resolve(tool).toString());
     cmd.addAll(List.of(args));
     Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
@@ -54,20 +65,80 @@ class PostgresJournalTest {
     if (p.waitFor() != 0) fail(tool + " failed: " + out);
   }
 
-  private JsonNode job(Path conf) throws Exception {
+  @BeforeEach
+  void startServer() throws Exception {
+    bin = pgBin();
+    Assumptions.assumeTrue(bin != null, "PostgreSQL is not installed (apt install postgresql)");
+    pgdata = Files.createTempDirectory("troupe-pg");
+    if (root()) new ProcessBuilder("chown", "-R", "postgres", pgdata.toString()).start().waitFor();
+    pgPort = Nodes.freePort();
+    String data = pgdata.resolve("data").toString();
+    pg("initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync");
+    pg(
+        "pg_ctl",
+        "-D",
+        data,
+        "-w",
+        "-l",
+        pgdata.resolve("log").toString(),
+        "-o",
+        "-p " + pgPort + " -k " + pgdata + " -c listen_addresses=127.0.0.1",
+        "start");
+  }
+
+  @AfterEach
+  void stopAll() throws Exception {
+    for (Nodes.Node n : nodes.reversed()) n.stop();
+    if (pgdata != null) {
+      pg("pg_ctl", "-D", pgdata.resolve("data").toString(), "-m", "immediate", "stop");
+      new ProcessBuilder("rm", "-rf", pgdata.toString()).start().waitFor();
+    }
+  }
+
+  /** A node and client configuration on this test's PostgreSQL, with the given contacts. */
+  private Path config(String extra, int... contacts) throws IOException {
+    List<String> hosts = new ArrayList<>();
+    for (int c : contacts) hosts.add("\"127.0.0.1:" + c + "\"");
+    Path conf = dir.resolve("cluster.conf");
+    Files.writeString(
+        conf,
+        """
+        troupe.journal {
+          kind = postgres
+          url = "jdbc:postgresql://127.0.0.1:%d/postgres"
+          user = postgres
+        }
+        troupe.client { contacts = [%s], timeout = 10s }
+        %s
+        """
+            .formatted(pgPort, String.join(", ", hosts), extra));
+    return conf;
+  }
+
+  private Nodes.Node node(String name, Path conf, String... args) throws IOException {
+    List<String> all = new ArrayList<>(List.of(args));
+    all.addAll(List.of("--config", conf.toString()));
+    Nodes.Node n = Nodes.start(dir, name, all.toArray(String[]::new));
+    nodes.add(n);
+    return n;
+  }
+
+  private static JsonNode job(Path conf) throws Exception {
     ByteArrayOutputStream out = new ByteArrayOutputStream();
     int rc =
         Main.run(
             new String[] {"jobs", "--json", "--config", conf.toString()},
             new PrintStream(out, true, StandardCharsets.UTF_8),
             new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8));
-    if (rc != 0) return null; // the cluster is between coordinators
+    if (rc != 0) return null; // no coordinator answers right now
     String line = out.toString(StandardCharsets.UTF_8).strip();
     return line.isEmpty() ? null : new ObjectMapper().readTree(line.lines().findFirst().get());
   }
 
-  private JsonNode await(Path conf, java.util.function.Predicate<JsonNode> p, String what)
-      throws Exception {
+  /**
+   * Polls the first job until {@code p} holds (180 s deadline against hanging, no timing claim).
+   */
+  private static JsonNode await(Path conf, Predicate<JsonNode> p, String what) throws Exception {
     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(180);
     while (true) {
       JsonNode j = job(conf);
@@ -77,95 +148,83 @@ class PostgresJournalTest {
     }
   }
 
-  @Test
-  void anotherNodeRecoversTheJobFromTheSharedJournal() throws Exception {
-    Path bin = pgBin();
-    Assumptions.assumeTrue(bin != null, "PostgreSQL is not installed (apt install postgresql)");
-    Path pgdata = Files.createTempDirectory("troupe-pg");
-    try {
-      if ("root".equals(System.getProperty("user.name"))) {
-        new ProcessBuilder("chown", "-R", "postgres", pgdata.toString()).start().waitFor();
-      }
-      int pgPort = Nodes.freePort();
-      pg(
-          bin,
-          "initdb",
-          "-D",
-          pgdata.resolve("data").toString(),
-          "-A",
-          "trust",
-          "-U",
-          "postgres",
-          "--no-sync");
-      pg(
-          bin,
-          "pg_ctl",
-          "-D",
-          pgdata.resolve("data").toString(),
-          "-w",
-          "-l",
-          pgdata.resolve("log").toString(),
-          "-o",
-          "-p " + pgPort + " -k " + pgdata + " -c listen_addresses=127.0.0.1",
-          "start");
-      try {
-        TrainingJobs.writeModelAndData(dir);
-        Path jobFile = TrainingJobs.job(dir, "job", "steps = 60\ncheckpoint { every = 5 }");
-        int p1 = Nodes.freePort();
-        int p2 = Nodes.freePort();
-        Path conf = dir.resolve("cluster.conf");
-        Files.writeString(
-            conf,
-            """
-            troupe.journal {
-              kind = postgres
-              url = "jdbc:postgresql://127.0.0.1:%d/postgres"
-              user = postgres
-            }
-            troupe.client { contacts = ["127.0.0.1:%d", "127.0.0.1:%d"], timeout = 10s }
-            """
-                .formatted(pgPort, p1, p2));
-        List<Nodes.Node> nodes = new ArrayList<>();
-        try {
-          Nodes.Node first =
-              Nodes.start(dir, "a", "--port", String.valueOf(p1), "--config", conf.toString());
-          nodes.add(first);
-          Nodes.await(first, "troupe node up: pekko://troupe@127.0.0.1:" + p1 + " devices=1");
-          assertEquals(
-              0,
-              Main.run(
-                  new String[] {"submit", jobFile.toString(), "--config", conf.toString()},
-                  new PrintStream(new ByteArrayOutputStream()),
-                  System.err));
-          long killedAt =
-              await(conf, j -> j.path("step").asLong() >= 8, "reached step 8")
-                  .path("step")
-                  .asLong();
-          first.process().destroyForcibly();
-          first.process().waitFor(30, TimeUnit.SECONDS);
+  private void submit(Path conf, Path job) {
+    assertEquals(
+        0,
+        Main.run(
+            new String[] {"submit", job.toString(), "--config", conf.toString()},
+            new PrintStream(new ByteArrayOutputStream()),
+            System.err));
+  }
 
-          Nodes.Node second =
-              Nodes.start(dir, "b", "--port", String.valueOf(p2), "--config", conf.toString());
-          nodes.add(second);
-          Nodes.await(second, "troupe node up: pekko://troupe@127.0.0.1:" + p2 + " devices=1");
-          JsonNode done =
-              await(conf, j -> j.path("state").asText().equals("COMPLETED"), "completed");
-          assertEquals(60, done.path("step").asLong());
-          System.out.printf(
-              "PostgreSQL journal: node killed at step %d; another node recovered job-1 and"
-                  + " completed it%n",
-              killedAt);
-        } finally {
-          for (Nodes.Node n : nodes.reversed()) n.stop();
-        }
-        List<JsonNode> steps = TrainingJobs.steps(dir.resolve("job/metrics.jsonl"));
-        assertEquals(60, steps.size(), "every step once");
-        for (int i = 0; i < 60; i++) assertEquals(i + 1, steps.get(i).get("step").asInt());
-      } finally {
-        pg(bin, "pg_ctl", "-D", pgdata.resolve("data").toString(), "-m", "immediate", "stop");
-      }
-    } finally {
-      new ProcessBuilder("rm", "-rf", pgdata.toString()).start().waitFor();
-    }
+  private void assertEveryStepOnce(int total) throws IOException {
+    List<JsonNode> steps = TrainingJobs.steps(dir.resolve("job/metrics.jsonl"));
+    assertEquals(total, steps.size(), "every step once");
+    for (int i = 0; i < total; i++) assertEquals(i + 1, steps.get(i).get("step").asInt());
+  }
+
+  @Test
+  void aNewNodeRecoversTheJobFromTheSharedJournal() throws Exception {
+    TrainingJobs.writeModelAndData(dir);
+    Path jobFile = TrainingJobs.job(dir, "job", "steps = 300\ncheckpoint { every = 10 }");
+    int p1 = Nodes.freePort();
+    int p2 = Nodes.freePort();
+    Path conf = config("", p1, p2);
+    Nodes.Node first = node("a", conf, "--port", String.valueOf(p1));
+    Nodes.await(first, "troupe node up: pekko://troupe@127.0.0.1:" + p1 + " devices=1");
+    submit(conf, jobFile);
+    long killedAt =
+        await(conf, j -> j.path("step").asLong() >= 8, "reached step 8").path("step").asLong();
+    first.process().destroyForcibly();
+    first.process().waitFor(30, TimeUnit.SECONDS);
+
+    Nodes.Node second = node("b", conf, "--port", String.valueOf(p2));
+    Nodes.await(second, "troupe node up: pekko://troupe@127.0.0.1:" + p2 + " devices=1");
+    JsonNode done = await(conf, j -> j.path("state").asText().equals("COMPLETED"), "completed");
+    assertEquals(300, done.path("step").asLong());
+    System.out.printf(
+        "PostgreSQL journal: node killed at step %d; a new node recovered job-1 and completed it%n",
+        killedAt);
+    assertEveryStepOnce(300);
+  }
+
+  @Test
+  void theSingletonMovesWhenTheCoordinatorsNodeDies() throws Exception {
+    TrainingJobs.writeModelAndData(dir);
+    Path jobFile = TrainingJobs.job(dir, "job", "steps = 300\ncheckpoint { every = 10 }");
+    int p1 = Nodes.freePort();
+    int p2 = Nodes.freePort();
+    int p3 = Nodes.freePort();
+    Path conf = config("pekko.cluster.split-brain-resolver.stable-after = 4s", p1, p2);
+    Nodes.Node first = node("a", conf, "--port", String.valueOf(p1));
+    Nodes.await(first, "troupe node up: pekko://troupe@127.0.0.1:" + p1 + " devices=1");
+    String seed = "127.0.0.1:" + p1;
+    node("b", conf, "--port", String.valueOf(p2), "--seeds", seed);
+    node("c", conf, "--port", String.valueOf(p3), "--seeds", seed, "--roles", "worker");
+    Nodes.await(first, "troupe node: member up pekko://troupe@127.0.0.1:" + p2);
+    Nodes.await(first, "troupe node: member up pekko://troupe@127.0.0.1:" + p3);
+    submit(conf, jobFile);
+    JsonNode running = await(conf, j -> j.path("step").asLong() >= 12, "reached step 12");
+    // the singleton runs on the oldest coordinator node, a, and sends the job to a's own device
+    assertTrue(running.path("device").asText().contains(":" + p1 + "/"), running.toString());
+    long killed = System.nanoTime();
+    first.process().destroyForcibly();
+
+    long stepAtKill = running.path("step").asLong();
+    JsonNode moved =
+        await(
+            conf,
+            j ->
+                j.path("step").asLong() > stepAtKill
+                    && !j.path("device").asText().contains(":" + p1 + "/"),
+            "moved on");
+    double seconds = (System.nanoTime() - killed) / 1e9;
+    JsonNode done = await(conf, j -> j.path("state").asText().equals("COMPLETED"), "completed");
+    assertEquals(300, done.path("step").asLong());
+    System.out.printf(
+        "coordinator's node killed at step %d or later; the singleton on b committed step %d %.1f s"
+            + " later (stable-after 4 s)%n",
+        stepAtKill, moved.path("step").asLong(), seconds);
+    assertEveryStepOnce(300);
   }
 }
