@@ -141,6 +141,8 @@ final class ClientCommand implements Main.Command {
             if (jobs.isEmpty()) out.println("no jobs");
             for (Job j : jobs) out.println(line(j));
             if (name.equals("status")) {
+              out.println("members: " + all.members().size());
+              for (String m : all.members()) out.println("  " + m);
               out.println("devices: " + all.devices().size());
               for (String d : all.devices()) out.println("  " + d);
               if (!all.runningJob().isEmpty()) {
@@ -216,6 +218,7 @@ final class ClientCommand implements Main.Command {
       n.put("device", all.runningOn());
     }
     n.put("devices", all.devices().size());
+    n.put("members", all.members().size());
     n.put("submitted_at_ms", j.submittedAtMillis());
     if (!j.reason().isEmpty()) n.put("reason", j.reason());
     return n;

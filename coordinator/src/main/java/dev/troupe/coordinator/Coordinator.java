@@ -53,6 +53,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
   private final java.util.function.LongSupplier clock;
   private final ActorRef<DeviceActor.Report> reports;
   private final org.apache.pekko.actor.Address self;
+  private final org.apache.pekko.cluster.typed.Cluster cluster;
   private List<ActorRef<DeviceActor.Command>> devices = List.of();
   private String dispatchedJob; // the job a device runs for us now, if any
   private ActorRef<DeviceActor.Command> dispatchedTo;
@@ -64,6 +65,11 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
     this.clock = clock;
     this.reports = ctx.messageAdapter(DeviceActor.Report.class, DeviceReport::new);
     this.self = ctx.getSystem().address();
+    // the members are shown where the coordinator runs in a cluster (not in one-process train)
+    this.cluster =
+        isCluster(ctx.getSystem().settings().config().getString("pekko.actor.provider"))
+            ? org.apache.pekko.cluster.typed.Cluster.get(ctx.getSystem())
+            : null;
     ActorRef<Receptionist.Listing> listings =
         ctx.messageAdapter(
             Receptionist.Listing.class,
@@ -73,6 +79,10 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
                         .sorted(Comparator.comparing(r -> r.path().toString()))
                         .toList()));
     ctx.getSystem().receptionist().tell(Receptionist.subscribe(DeviceActor.KEY, listings));
+  }
+
+  private static boolean isCluster(String provider) {
+    return provider.equals("cluster") || provider.endsWith(".ClusterActorRefProvider");
   }
 
   /** The coordinator's behavior; it snapshots every {@code snapshotEvery} events. */
@@ -142,8 +152,15 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
   }
 
   private Jobs jobs(JobBook book) {
+    List<String> members = new java.util.ArrayList<>();
+    if (cluster != null) {
+      for (org.apache.pekko.cluster.Member m : cluster.state().getMembers()) {
+        members.add(m.address() + " " + m.status() + " " + new java.util.TreeSet<>(m.getRoles()));
+      }
+    }
     return new Jobs(
         book.jobs(),
+        members,
         devices.stream().map(d -> d.path().toStringWithAddress(self)).toList(),
         dispatchedJob == null ? "" : dispatchedJob,
         dispatchedTo == null ? "" : dispatchedTo.path().toStringWithAddress(self));

@@ -46,10 +46,16 @@ public final class CoordinatorProtocol {
   /**
    * Every job, in submission order, and what runs where.
    *
+   * @param members the cluster's members as the coordinator sees them: address, status, roles
    * @param devices the device actors the coordinator sees (paths)
    * @param runningJob the job a device runs now ("" if none)
    * @param runningOn the path of that device ("" if none)
    */
-  public record Jobs(List<Job> jobs, List<String> devices, String runningJob, String runningOn)
+  public record Jobs(
+      List<Job> jobs,
+      List<String> members,
+      List<String> devices,
+      String runningJob,
+      String runningOn)
       implements Reply {}
 }

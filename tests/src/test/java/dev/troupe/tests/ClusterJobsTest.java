@@ -101,7 +101,11 @@ class ClusterJobsTest {
           awaitStatus(
               conf,
               "job-1",
-              s -> s.contains("RUNNING") && s.contains("step ") && s.contains("devices: 3"));
+              s ->
+                  s.contains("RUNNING")
+                      && s.contains("step ")
+                      && s.contains("devices: 3")
+                      && s.contains("members: 3"));
       assertTrue(
           status.contains("tokens/s")
               && status.contains(
