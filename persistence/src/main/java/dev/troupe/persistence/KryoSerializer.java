@@ -6,6 +6,8 @@ import com.esotericsoftware.kryo.Registration;
 import com.esotericsoftware.kryo.Serializer;
 import com.esotericsoftware.kryo.io.Input;
 import com.esotericsoftware.kryo.io.Output;
+import com.esotericsoftware.kryo.serializers.CollectionSerializer;
+import com.esotericsoftware.kryo.serializers.MapSerializer;
 import com.esotericsoftware.kryo.util.DefaultClassResolver;
 import com.esotericsoftware.kryo.util.Pool;
 import com.typesafe.config.Config;
@@ -18,6 +20,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.UUID;
 import java.util.function.Predicate;
+import java.util.function.ToIntFunction;
 import org.apache.pekko.actor.ActorRef;
 import org.apache.pekko.actor.ExtendedActorSystem;
 import org.apache.pekko.actor.typed.ActorRefResolver;
@@ -42,6 +45,10 @@ import org.apache.pekko.serialization.Serialization;
  *       path and resolved on the receiving side, as Pekko's own serializers do.
  *   <li>Records use Kryo's record serializer (their canonical constructor runs, so their checks run
  *       on the receiving side too).
+ *   <li>Bytes that are not a message this serializer wrote (unknown registration id, a class name
+ *       instead of an id, truncated, trailing bytes, an array, string or collection length larger
+ *       than the rest of the message) give an {@link IllegalArgumentException} saying so, never a
+ *       huge allocation or a wrong object.
  * </ul>
  *
  * Kryo instances are not thread-safe; each call borrows one from a pool.
@@ -168,7 +175,7 @@ public final class KryoSerializer extends JSerializer {
           "cannot serialize a "
               + o.getClass().getName()
               + " for the cluster: "
-              + firstLine(e)
+              + writeProblem(e)
               + " (message classes must be listed in "
               + CLASSES_KEY
               + " or a module block)",
@@ -188,7 +195,7 @@ public final class KryoSerializer extends JSerializer {
       // Kryo's errors, and the checks of records rebuilt from the bytes (e.g. TensorBytes); the
       // failed instance is dropped: its state after an exception is unknown
       throw new IllegalArgumentException(
-          "cannot read a cluster message (" + bytes.length + " bytes): " + firstLine(e), e);
+          "cannot read a cluster message (" + bytes.length + " bytes): " + readProblem(e), e);
     }
     pool.free(kryo);
     if (read != bytes.length) {
@@ -202,6 +209,32 @@ public final class KryoSerializer extends JSerializer {
               + " bytes in all)");
     }
     return o;
+  }
+
+  /**
+   * The first line of Kryo's "Class is not registered: X" wherever it sits in the cause chain
+   * (Kryo's record serializer wraps it when the class is nested), else the first line of {@code e}.
+   */
+  private static String writeProblem(Throwable e) {
+    for (Throwable t = e; t != null; t = t.getCause()) {
+      if (t.getMessage() != null && t.getMessage().startsWith("Class is not registered")) {
+        return firstLine(t);
+      }
+    }
+    return firstLine(e);
+  }
+
+  /**
+   * What went wrong reading: the innermost cause's first line, since Kryo wraps what its record and
+   * collection serializers throw (a record's own check, e.g. a {@link TensorBytes} whose data does
+   * not match its shape, arrives inside an InvocationTargetException inside a KryoException).
+   */
+  private static String readProblem(Throwable e) {
+    Throwable root = e;
+    while (root.getCause() != null && root.getCause() != root) root = root.getCause();
+    if (root == e) return firstLine(e);
+    String what = root instanceof KryoException ? "" : root.getClass().getSimpleName() + ": ";
+    return what + firstLine(root);
   }
 
   private static String firstLine(Throwable e) {
@@ -232,11 +265,11 @@ public final class KryoSerializer extends JSerializer {
             LinkedHashMap.class,
             HashSet.class,
             TensorBytes.class)) {
-      kryo.register(c, id++);
+      register(kryo, c, id++);
     }
     kryo.register(UUID.class, new UuidSerializer(), id++);
     Class<?> list = List.of().getClass();
-    kryo.register(list, new ImmutableCollectionSerializer(List::of), id++);
+    kryo.register(list, new ImmutableCollectionSerializer(KryoSerializer::immutableList), id++);
     resolver.family(c -> c.getName().startsWith("java.util.ImmutableCollections$List"), list);
     Class<?> map = Map.of().getClass();
     kryo.register(map, new ImmutableMapSerializer(), id++);
@@ -254,9 +287,117 @@ public final class KryoSerializer extends JSerializer {
         org.apache.pekko.actor.typed.ActorRef.class::isAssignableFrom,
         org.apache.pekko.actor.typed.ActorRef.class);
     for (Map.Entry<Integer, Class<?>> e : configured.entrySet()) {
-      kryo.register(e.getValue(), e.getKey());
+      register(kryo, e.getValue(), e.getKey());
     }
+    Registration string = kryo.getRegistration(String.class);
+    string.setSerializer(
+        new LengthChecked<>(string.getSerializer(), KryoSerializer::stringLength, "string"));
     return kryo;
+  }
+
+  /**
+   * Registers {@code c} at {@code id}; arrays, and collections and maps on Kryo's generic
+   * serializers, get their length checked against the message before anything is allocated.
+   */
+  @SuppressWarnings({"rawtypes", "unchecked"})
+  private static void register(Kryo kryo, Class<?> c, int id) {
+    Registration r = kryo.register(c, id);
+    Serializer s = r.getSerializer();
+    if (c.isArray()) {
+      r.setSerializer(
+          new LengthChecked<>(
+              s, in -> in.readVarInt(true) - 1, c.getComponentType().getSimpleName() + " array"));
+    } else if (s.getClass() == CollectionSerializer.class) {
+      r.setSerializer(new CheckedCollectionSerializer());
+    } else if (s.getClass() == MapSerializer.class) {
+      r.setSerializer(new CheckedMapSerializer());
+    }
+  }
+
+  /**
+   * {@code n}, when the rest of the message can hold {@code n} items of at least one byte each;
+   * else a {@link KryoException} saying so (a corrupt length must not allocate gigabytes).
+   */
+  private static int fits(int n, Input input, String what) {
+    int left = input.limit() - input.position();
+    if (n < 0 || n > left) {
+      throw new KryoException(
+          what + " of length " + n + " cannot fit in the " + left + " bytes left of the message");
+    }
+    return n;
+  }
+
+  /**
+   * The char count of the string at the input's position in Kryo's format: -1 for null, 0 for ASCII
+   * (its end is marked in the bytes, nothing is allocated ahead).
+   */
+  private static int stringLength(Input in) {
+    return in.readVarIntFlag() ? in.readVarIntFlag(true) - 1 : 0;
+  }
+
+  /** Reads a string written by {@link Output#writeString}, its length checked first. */
+  private static String readString(Input input) {
+    int start = input.position();
+    int n = stringLength(input); // -1 for null
+    if (n > 0) fits(n, input, "string");
+    input.setPosition(start);
+    return input.readString();
+  }
+
+  /**
+   * Wraps a serializer whose data starts with a length: reads the length, checks that it {@link
+   * #fits}, rewinds and lets the wrapped serializer read as usual. The bytes are unchanged.
+   */
+  private static final class LengthChecked<T> extends Serializer<T> {
+    private final Serializer<T> inner;
+    private final ToIntFunction<Input> length;
+    private final String what;
+
+    LengthChecked(Serializer<T> inner, ToIntFunction<Input> length, String what) {
+      super(inner.getAcceptsNull(), inner.isImmutable());
+      this.inner = inner;
+      this.length = length;
+      this.what = what;
+    }
+
+    @Override
+    public void write(Kryo kryo, Output output, T object) {
+      inner.write(kryo, output, object);
+    }
+
+    @Override
+    public T read(Kryo kryo, Input input, Class<? extends T> type) {
+      int start = input.position();
+      int n = length.applyAsInt(input); // -1 for null
+      if (n > 0) fits(n, input, what);
+      input.setPosition(start);
+      return inner.read(kryo, input, type);
+    }
+
+    @Override
+    public T copy(Kryo kryo, T original) {
+      return inner.copy(kryo, original);
+    }
+  }
+
+  /** Kryo's collection serializer, its size checked before the collection is made. */
+  @SuppressWarnings("rawtypes")
+  private static final class CheckedCollectionSerializer
+      extends CollectionSerializer<java.util.Collection> {
+    @Override
+    protected java.util.Collection create(
+        Kryo kryo, Input input, Class<? extends java.util.Collection> type, int size) {
+      return super.create(kryo, input, type, fits(size, input, type.getName()));
+    }
+  }
+
+  /** Kryo's map serializer, its size checked before the map is made. */
+  @SuppressWarnings("rawtypes")
+  private static final class CheckedMapSerializer extends MapSerializer<Map> {
+    @Override
+    protected Map create(Kryo kryo, Input input, Class<? extends Map> type, int size) {
+      return super.create(kryo, input, type, fits(size, input, type.getName()));
+    }
   }
 
   /**
@@ -302,7 +443,7 @@ public final class KryoSerializer extends JSerializer {
 
     @Override
     public ActorRef read(Kryo kryo, Input input, Class<? extends ActorRef> type) {
-      return system.provider().resolveActorRef(input.readString());
+      return system.provider().resolveActorRef(readString(input));
     }
   }
 
@@ -325,7 +466,7 @@ public final class KryoSerializer extends JSerializer {
     @Override
     public org.apache.pekko.actor.typed.ActorRef read(
         Kryo kryo, Input input, Class<? extends org.apache.pekko.actor.typed.ActorRef> type) {
-      return resolver.resolveActorRef(input.readString());
+      return resolver.resolveActorRef(readString(input));
     }
   }
 
@@ -348,11 +489,18 @@ public final class KryoSerializer extends JSerializer {
 
   /** Reads a size written by a collection serializer, refusing nonsense before allocating. */
   private static int size(Input input) {
-    int n = input.readVarInt(true);
-    if (n < 0 || n > input.limit()) {
-      throw new KryoException("collection size " + n + " cannot fit in the message");
+    return fits(input.readVarInt(true), input, "collection");
+  }
+
+  /**
+   * {@code List.of(items)}, or, when an item is null (lists from {@code Stream.toList()} may hold
+   * nulls), the same kind of unmodifiable list that {@code Stream.toList()} makes.
+   */
+  private static java.util.Collection<Object> immutableList(Object[] items) {
+    for (Object item : items) {
+      if (item == null) return java.util.Arrays.stream(items).toList();
     }
-    return n;
+    return List.of(items);
   }
 
   /** {@code List.of}/{@code Set.of} collections: the elements, rebuilt through {@code make}. */

@@ -27,15 +27,24 @@ public record TensorBytes(String dtype, long[] shape, byte[] data) {
     }
     if (shape == null) throw new IllegalArgumentException("tensor shape is missing");
     if (data == null) throw new IllegalArgumentException("tensor data is missing");
-    long elements = 1;
+    boolean empty = false;
     for (int i = 0; i < shape.length; i++) {
       if (shape[i] < 0) {
         throw new IllegalArgumentException(
             "tensor shape " + Arrays.toString(shape) + ": dimension " + i + " is negative");
       }
-      elements = Math.multiplyExact(elements, shape[i]);
+      empty |= shape[i] == 0;
     }
-    long expected = Math.multiplyExact(elements, SIZES.get(dtype));
+    long expected;
+    try {
+      long elements = 1;
+      // a zero dimension anywhere makes the tensor empty, whatever the others multiply to
+      for (long dim : shape) elements = empty ? 0 : Math.multiplyExact(elements, dim);
+      expected = Math.multiplyExact(elements, SIZES.get(dtype));
+    } catch (ArithmeticException e) {
+      throw new IllegalArgumentException(
+          "tensor " + dtype + Arrays.toString(shape) + " has more bytes than a long can count", e);
+    }
     if (expected != data.length) {
       throw new IllegalArgumentException(
           "tensor "
