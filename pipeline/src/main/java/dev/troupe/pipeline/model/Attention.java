@@ -43,7 +43,7 @@ final class Attention implements AutoCloseable {
     // the engine's fused attention: causal unless a window mask is given; GQA without copying k/v
     Tensor attn = Kernels.attention(qh, kh, vh, mask, heads != kvHeads);
     Tensor out = o.forward(attn.transpose(1, 2).reshape(b, t, (long) heads * headDim));
-    reduce.sumInPlace(out); // tensor-parallel seam: partial o_proj sums -> full output
+    out = TensorParallel.sum(out, reduce); // tensor-parallel seam: partial o_proj sums -> full
     if (oBias != null) out.add_(oBias);
     return out;
   }

@@ -233,15 +233,40 @@ public final class CausalLm implements AutoCloseable {
    * input on every forward until {@link #returnLora}.
    */
   public void lendLora(Map<LoraKey, LoraWeights> weights, double dropout) {
-    if (shard.isSharded())
-      throw new IllegalStateException("training LoRA on tensor shards is not supported yet");
     for (Map.Entry<LoraKey, LoraWeights> e : weights.entrySet()) {
       int local = e.getKey().layer() - stage.firstLayer();
       if (local < 0 || local >= layers.size()) continue;
       Linear linear = layers.get(local).linear(e.getKey().target());
-      linear.attach(e.getValue(), false);
+      LoraWeights w = e.getValue();
+      if (shard.isSharded()) {
+        linear.attach(shardOf(w, e.getKey().target()), true);
+      } else {
+        linear.attach(w, false);
+      }
       linear.dropout(dropout);
     }
+  }
+
+  /**
+   * This shard's part of a whole LoRA pair, as views into it (so gradients reach the whole pair,
+   * zero outside the shard's part): B's rows of a column-parallel layer, A's columns of a
+   * row-parallel one; the other factor whole. Owned by the layer (closing a view frees only the
+   * view). Dropout on a row-parallel layer's input then draws its mask per shard: not the mask the
+   * whole layer would draw.
+   */
+  private LoraWeights shardOf(LoraWeights w, LoraTarget target) {
+    Tensor a;
+    Tensor b;
+    if (target.columnParallel()) {
+      long out = w.b().size(0);
+      a = w.a().alias();
+      b = w.b().narrow(0, shard.start(out), shard.length(out));
+    } else {
+      long in = w.a().size(1);
+      a = w.a().narrow(1, shard.start(in), shard.length(in));
+      b = w.b().alias();
+    }
+    return new LoraWeights(Torch.keep(a), Torch.keep(b), w.scaling());
   }
 
   /** Detaches every LoRA pair from this stage's layers (lent ones are not closed). */

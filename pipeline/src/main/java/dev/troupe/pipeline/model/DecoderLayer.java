@@ -10,6 +10,8 @@ final class DecoderLayer implements AutoCloseable {
   final Attention attention;
   final RmsNorm postAttentionNorm;
   final Mlp mlp;
+  private final TensorParallel.Input attentionInput = new TensorParallel.Input();
+  private final TensorParallel.Input mlpInput = new TensorParallel.Input();
 
   DecoderLayer(RmsNorm inputNorm, Attention attention, RmsNorm postAttentionNorm, Mlp mlp) {
     this.inputNorm = inputNorm;
@@ -32,8 +34,10 @@ final class DecoderLayer implements AutoCloseable {
   }
 
   Tensor forward(Tensor x, Rotary rope, Tensor mask, AllReduce reduce) {
-    Tensor h = x.add(attention.forward(inputNorm.forward(x), rope, mask, reduce));
-    return h.add(mlp.forward(postAttentionNorm.forward(h), reduce));
+    // under tensor parallelism each branch's input gradient is a partial sum: mark() reduces it
+    Tensor a = attentionInput.mark(inputNorm.forward(x), reduce);
+    Tensor h = x.add(attention.forward(a, rope, mask, reduce));
+    return h.add(mlp.forward(mlpInput.mark(postAttentionNorm.forward(h), reduce), reduce));
   }
 
   /**
@@ -54,6 +58,8 @@ final class DecoderLayer implements AutoCloseable {
 
   @Override
   public void close() {
+    attentionInput.close();
+    mlpInput.close();
     inputNorm.close();
     attention.close();
     postAttentionNorm.close();

@@ -23,7 +23,7 @@ final class Mlp implements AutoCloseable {
   Tensor forward(Tensor x, AllReduce reduce) {
     Tensor h = torch.silu(gate.forward(x)).mul(up.forward(x));
     Tensor out = down.forward(h);
-    reduce.sumInPlace(out); // tensor-parallel seam
+    out = TensorParallel.sum(out, reduce); // tensor-parallel seam
     if (downBias != null) out.add_(downBias);
     return out;
   }

@@ -215,8 +215,11 @@ public final class TrainStep {
     return value;
   }
 
-  /** Seeds libtorch's generator for one layer of one microbatch of a step. */
-  private static void seed(long stepSeed, int microbatch, int layer) {
+  /**
+   * Seeds libtorch's generator for one layer of one microbatch of a step (global indices: every
+   * plan draws the same dropout masks for the same microbatch and layer).
+   */
+  public static void seed(long stepSeed, int microbatch, int layer) {
     long s =
         stepSeed * 0x9E3779B97F4A7C15L
             + microbatch * 0xBF58476D1CE4E5B9L

@@ -25,7 +25,7 @@ import java.util.Locale;
  * What a job needs before its first step: the base model folder, tokenizer, datasets, the trainable
  * LoRA parameters (fresh or from {@code lora.init}) and their optimizer.
  */
-record TrainingSetup(
+public record TrainingSetup(
     HfModel model,
     TextTokenizer tokenizer,
     JsonlDataset train,
@@ -36,7 +36,8 @@ record TrainingSetup(
     List<Long> eos)
     implements AutoCloseable {
 
-  static TrainingSetup open(JobConfig job, PrintStream out) throws IOException {
+  /** Opens the job's model folder and data and makes its LoRA parameters and optimizer. */
+  public static TrainingSetup open(JobConfig job, PrintStream out) throws IOException {
     HfModel model = HfModel.open(job.model());
     TextTokenizer tokenizer = null;
     LoraParameters lora = null;
@@ -140,6 +141,26 @@ record TrainingSetup(
   /** The frozen base model in {@code dtype}, each linear layer held as {@code quant} says. */
   CausalLm loadModel(ComputeDtype dtype, QuantState quant) throws ModelFormatException {
     return quant == null ? loadModel(dtype) : CausalLm.load(model, dtype, null, quant::format);
+  }
+
+  /**
+   * One pipeline stage and tensor shard of the frozen base model in {@code dtype}, each linear
+   * layer held as {@code quant} says ({@code null}: none quantized).
+   */
+  public CausalLm loadStage(
+      ComputeDtype dtype,
+      QuantState quant,
+      dev.troupe.pipeline.model.StageSpec stage,
+      dev.troupe.pipeline.model.ShardSpec shard)
+      throws ModelFormatException {
+    return CausalLm.load(
+        model.config(),
+        model.weights(),
+        dtype,
+        stage,
+        shard,
+        null,
+        quant == null ? null : quant::format);
   }
 
   @Override

@@ -1,0 +1,381 @@
+package dev.troupe.pipeline.dist;
+
+import dev.troupe.pipeline.data.Batch;
+import dev.troupe.pipeline.data.BatchPlan;
+import dev.troupe.pipeline.data.Example;
+import dev.troupe.pipeline.engine.ComputeDtype;
+import dev.troupe.pipeline.engine.Torch;
+import dev.troupe.pipeline.job.JobConfig;
+import dev.troupe.pipeline.lora.LoraKey;
+import dev.troupe.pipeline.lora.LoraWeights;
+import dev.troupe.pipeline.lora.PeftAdapter;
+import dev.troupe.pipeline.model.CausalLm;
+import dev.troupe.pipeline.model.ShardSpec;
+import dev.troupe.pipeline.model.StageSpec;
+import dev.troupe.pipeline.quant.QuantState;
+import dev.troupe.pipeline.safetensors.DType;
+import dev.troupe.pipeline.safetensors.TensorData;
+import dev.troupe.pipeline.train.AdamW;
+import dev.troupe.pipeline.train.TrainStep;
+import dev.troupe.pipeline.train.TrainingSetup;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SortedMap;
+import java.util.TreeMap;
+import org.bytedeco.javacpp.PointerScope;
+import org.bytedeco.pytorch.BoolOptional;
+import org.bytedeco.pytorch.NoGradGuard;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorArrayRefOptional;
+import org.bytedeco.pytorch.TensorVector;
+import org.bytedeco.pytorch.global.torch;
+
+/**
+ * One rank of a distributed plan: a pipeline stage's tensor shard of the model in one data-parallel
+ * replica, with the LoRA pairs and AdamW state of that stage's layers. A step has two halves, so
+ * that whoever drives the steps can decide between them:
+ *
+ * <ol>
+ *   <li>{@link #forwardBackward}: the replica's microbatches through the 1F1B schedule (activations
+ *       to the next stage, gradients back to the previous one, over the {@link Transport}), tensor
+ *       parallel reduces inside the layers, then one all-reduce of the stage's LoRA gradients over
+ *       all its shards and replicas. Reports the stage's squared gradient norm and, on the last
+ *       stage, the summed loss.
+ *   <li>{@link #apply}: with the clip factor chosen from the global norm (or a skip on inf/NaN),
+ *       the AdamW update. Every rank of a stage holds the same summed gradients and applies the
+ *       same update, so their LoRA copies stay identical.
+ * </ol>
+ *
+ * Each rank holds the whole LoRA pairs of its stage (they are small) and lends its shard views of
+ * them to the model; the gradients of the parts other shards use are zero before the sum. Losses
+ * are summed and divided by the label tokens of the whole global batch, as on one device, so every
+ * plan computes the same step up to the order of floating-point sums.
+ *
+ * <p>Not supported here yet: gradient checkpointing (ignored), the quantization-error check, eval,
+ * resuming from a checkpoint.
+ */
+public final class StageWorker implements AutoCloseable {
+  private final JobConfig job;
+  private final Plan plan;
+  private final Plan.Rank rank;
+  private final Transport transport;
+  private final TrainingSetup setup;
+  private final StageSpec stage;
+  private final ShardSpec shard;
+  private final Collective tensorParallel;
+  private final Collective stageGroup;
+  private final SortedMap<LoraKey, LoraWeights> lora = new TreeMap<>();
+  private final List<Tensor> params = new ArrayList<>();
+  private final AdamW optimizer;
+  private final BatchPlan batches;
+  private final QuantState quant;
+  private final long total;
+  private CausalLm model;
+  private ComputeDtype dtype;
+  private Tensor summed; // the stage's summed, unscaled gradients between the two halves
+
+  /** What one rank did in the first half of a step. */
+  public record Report(
+      long step,
+      int rank,
+      int stage,
+      int shard,
+      int replica,
+      double lossSum,
+      long tokens,
+      double gradSquares,
+      double seconds) {}
+
+  public StageWorker(JobConfig job, Plan plan, int rank, Transport transport, PrintStream out)
+      throws IOException {
+    this.job = job;
+    this.plan = plan;
+    this.rank = plan.rank(rank);
+    this.transport = transport;
+    Torch.init();
+    this.setup = TrainingSetup.open(job, out);
+    try {
+      var config = setup.model().config();
+      if (plan.layers() != config.numLayers()) {
+        throw new IllegalArgumentException(
+            "plan "
+                + plan
+                + " covers "
+                + plan.layers()
+                + " layers; the model has "
+                + config.numLayers());
+      }
+      int global = job.batch().global();
+      int micro = job.batch().micro();
+      if (global % plan.dp() != 0 || (global / plan.dp()) % micro != 0) {
+        throw new IllegalArgumentException(
+            "batch.global "
+                + global
+                + " does not split into "
+                + plan.dp()
+                + " replicas of whole microbatches of batch.micro "
+                + micro);
+      }
+      this.stage =
+          StageSpec.of(
+              config, plan.firstLayer(this.rank.stage()), plan.endLayer(this.rank.stage()));
+      this.shard = new ShardSpec(this.rank.shard(), plan.tp());
+      shard.validate(config);
+      List<Integer> shards = new ArrayList<>();
+      for (int t = 0; t < plan.tp(); t++)
+        shards.add(plan.rankOf(this.rank.stage(), t, this.rank.replica()));
+      this.tensorParallel =
+          new Collective(
+              transport, "tp" + this.rank.stage() + "." + this.rank.replica(), shards, rank);
+      List<Integer> members = new ArrayList<>();
+      for (int d = 0; d < plan.dp(); d++) {
+        for (int t = 0; t < plan.tp(); t++) members.add(plan.rankOf(this.rank.stage(), t, d));
+      }
+      this.stageGroup = new Collective(transport, "grad" + this.rank.stage(), members, rank);
+      setup
+          .lora()
+          .weights()
+          .forEach(
+              (k, w) -> {
+                if (k.layer() >= stage.firstLayer() && k.layer() < stage.endLayer()) {
+                  lora.put(k, w);
+                  params.add(w.a());
+                  params.add(w.b());
+                }
+              });
+      var o = job.optimizer();
+      this.optimizer = new AdamW(params, o.beta1(), o.beta2(), o.eps(), o.weightDecay());
+      this.batches = new BatchPlan(setup.train().size(), global, job.data().shuffle(), job.seed());
+      this.total = job.totalSteps(setup.train().size());
+      this.quant =
+          job.quantization().enabled()
+              ? QuantState.initial(config.numLayers(), job.quantization().base())
+              : null;
+    } catch (RuntimeException e) {
+      setup.close();
+      throw e;
+    }
+  }
+
+  /** The job's number of optimizer steps. */
+  public long totalSteps() {
+    return total;
+  }
+
+  public Plan.Rank rank() {
+    return rank;
+  }
+
+  /** The compute dtype of 0-based step {@code step}: FP32 during warm-up, then the job's mode. */
+  public ComputeDtype phase(long step) {
+    return step < job.precision().fp32WarmupSteps()
+        ? ComputeDtype.FP32
+        : ComputeDtype.parse(job.precision().mode());
+  }
+
+  /**
+   * The first half of 0-based step {@code step}: forward and backward of this replica's
+   * microbatches through the 1F1B schedule, then the sum of the stage's gradients over its shards
+   * and replicas, unscaled by {@code lossScale}.
+   */
+  public Report forwardBackward(long step, double lossScale) throws IOException {
+    long t0 = System.nanoTime();
+    CausalLm m = model(phase(step));
+    int[] indices = batches.step(step);
+    int micro = job.batch().micro();
+    int perReplica = indices.length / plan.dp();
+    int count = perReplica / micro;
+    long tokens = 0;
+    List<Batch> mine = new ArrayList<>();
+    for (int i = 0; i < indices.length; i += micro) {
+      List<Example> rows = new ArrayList<>();
+      for (int j = i; j < i + micro; j++) rows.add(setup.train().get(indices[j]));
+      Batch b = Batch.of(rows, job.batch().seqLen(), setup.padId());
+      tokens += b.labelTokens();
+      if (i / perReplica == rank.replica()) mine.add(b);
+    }
+    double weight = tokens > 0 ? lossScale / tokens : 0;
+    long stepSeed = job.seed() * 1_000_003L + step;
+    m.lendLora(lora, job.lora().dropout());
+    double[] loss = {0};
+    Micro[] open = new Micro[count];
+    int warm = Math.min(plan.pp() - rank.stage() - 1, count);
+    for (int i = 0; i < warm; i++)
+      open[i] = forward(m, step, i, count, mine.get(i), weight, stepSeed, loss);
+    for (int i = warm; i < count; i++) {
+      open[i] = forward(m, step, i, count, mine.get(i), weight, stepSeed, loss);
+      backward(step, i - warm, open[i - warm], weight);
+    }
+    for (int i = count - warm; i < count; i++) backward(step, i, open[i], weight);
+    double squares = reduceGradients(lossScale);
+    return new Report(
+        step,
+        rank.index(),
+        rank.stage(),
+        rank.shard(),
+        rank.replica(),
+        loss[0],
+        tokens,
+        squares,
+        (System.nanoTime() - t0) / 1e9);
+  }
+
+  /** The tensors of one microbatch between its forward and its backward (owned here). */
+  private static final class Micro {
+    Tensor input; // received activations (requires grad); null on the first stage
+    Tensor output; // this stage's output
+    Tensor top; // the last stage's detached output, its gradient filled by the head
+  }
+
+  private Micro forward(
+      CausalLm m,
+      long step,
+      int mb,
+      int count,
+      Batch b,
+      double weight,
+      long stepSeed,
+      double[] loss) {
+    Micro out = new Micro();
+    int globalMb = rank.replica() * count + mb; // the same dropout masks as on one device
+    try (PointerScope scope = new PointerScope()) {
+      Tensor h;
+      if (stage.hasEmbedding()) {
+        h = m.embed(Torch.fromLongs(b.inputIds(), b.rows(), b.seqLen()));
+      } else {
+        Tensor x = Torch.handOver(transport.receive(previous(), "act/" + step + "/" + mb));
+        x.set_requires_grad(true);
+        out.input = Torch.keep(x);
+        h = x;
+      }
+      for (int l = 0; l < m.layerCount(); l++) {
+        TrainStep.seed(stepSeed, globalMb, stage.firstLayer() + l);
+        h = m.forwardLayer(l, h, tensorParallel);
+      }
+      if (stage.hasHead()) {
+        Tensor top = h.detach();
+        top.set_requires_grad(true);
+        Tensor labels = Torch.fromLongs(b.labels(), b.rows(), b.seqLen());
+        loss[0] += TrainStep.headForwardBackward(m, top, labels, weight);
+        out.top = Torch.keep(top);
+      } else {
+        transport.send(next(), "act/" + step + "/" + mb, h);
+      }
+      out.output = Torch.keep(h);
+    }
+    return out;
+  }
+
+  private void backward(long step, int mb, Micro micro, double weight) {
+    try (PointerScope scope = new PointerScope()) {
+      if (weight > 0) {
+        Tensor grad =
+            stage.hasHead()
+                ? micro.top.grad()
+                : Torch.handOver(transport.receive(next(), "grad/" + step + "/" + mb));
+        micro.output.backward(grad, new BoolOptional(), false, new TensorArrayRefOptional());
+        if (!stage.hasEmbedding())
+          transport.send(previous(), "grad/" + step + "/" + mb, micro.input.grad());
+      }
+    } finally {
+      for (Tensor t : new Tensor[] {micro.input, micro.output, micro.top}) if (t != null) t.close();
+    }
+  }
+
+  private int previous() {
+    return plan.rankOf(rank.stage() - 1, rank.shard(), rank.replica());
+  }
+
+  private int next() {
+    return plan.rankOf(rank.stage() + 1, rank.shard(), rank.replica());
+  }
+
+  /** Sums the stage's gradients over its group as one flat tensor, unscales, returns |g|². */
+  private double reduceGradients(double lossScale) {
+    if (summed != null) summed.close();
+    try (PointerScope scope = new PointerScope();
+        NoGradGuard noGrad = new NoGradGuard()) {
+      TensorVector flat = new TensorVector();
+      for (Tensor p : params) {
+        Tensor g = p.grad();
+        flat.push_back(g.defined() ? g.reshape(-1) : torch.zeros(p.numel()));
+      }
+      Tensor all = params.isEmpty() ? torch.zeros(0) : torch.cat(flat);
+      stageGroup.sumInPlace(all);
+      if (lossScale != 1.0) all.mul_(Torch.scalar(1.0 / lossScale));
+      summed = Torch.keep(all);
+      double norm = torch.linalg_vector_norm(all).item_double();
+      return norm * norm;
+    }
+  }
+
+  /**
+   * The second half of step {@code step}: unless {@code skip}, scales the summed gradients by
+   * {@code clip} (≤ 1; 1 for no clipping) and applies AdamW with learning rate {@code lr}. Clears
+   * the gradients either way.
+   */
+  public void apply(long step, double clip, boolean skip, double lr) {
+    if (summed == null) throw new IllegalStateException("apply before forwardBackward");
+    try (PointerScope scope = new PointerScope();
+        NoGradGuard noGrad = new NoGradGuard()) {
+      if (!skip) {
+        if (clip < 1) summed.mul_(Torch.scalar(clip));
+        List<Tensor> grads = new ArrayList<>();
+        long offset = 0;
+        for (Tensor p : params) {
+          grads.add(summed.narrow(0, offset, p.numel()).view(Torch.shape(p)));
+          offset += p.numel();
+        }
+        optimizer.step(params, grads, lr);
+      }
+      for (Tensor p : params) {
+        Tensor g = p.grad();
+        if (g.defined()) g.zero_();
+      }
+    }
+    summed.close();
+    summed = null;
+  }
+
+  /** This stage's LoRA pairs as F32 tensors under their PEFT names. */
+  public SortedMap<String, TensorData> adapterTensors() {
+    SortedMap<String, TensorData> out = new TreeMap<>();
+    lora.forEach(
+        (k, w) -> {
+          out.put(PeftAdapter.key(k.layer(), k.target(), 'A'), data(w.a()));
+          out.put(PeftAdapter.key(k.layer(), k.target(), 'B'), data(w.b()));
+        });
+    return out;
+  }
+
+  private static TensorData data(Tensor t) {
+    try (Tensor d = t.detach()) {
+      return new TensorData(DType.F32, Torch.shape(d), Torch.toBytes(d));
+    }
+  }
+
+  /** LoRA rank, alpha and targets, for writing the adapter. */
+  public dev.troupe.pipeline.lora.LoraParameters loraSettings() {
+    return setup.lora();
+  }
+
+  private CausalLm model(ComputeDtype wanted) throws IOException {
+    if (wanted != dtype) {
+      if (model != null) model.close();
+      model = null;
+      model = setup.loadStage(wanted, quant, stage, shard);
+      dtype = wanted;
+    }
+    return model;
+  }
+
+  @Override
+  public void close() throws IOException {
+    if (summed != null) summed.close();
+    if (model != null) model.close();
+    optimizer.close();
+    setup.close();
+  }
+}
