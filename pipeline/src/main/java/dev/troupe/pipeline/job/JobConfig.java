@@ -20,6 +20,7 @@ import java.util.Objects;
  * @param seed the seed of every random choice (initialization, dropout, shuffling)
  * @param threads libtorch's intra-op threads; 0 for its default (all cores)
  * @param quantization how the frozen base weights are held
+ * @param parallel how a distributed run splits the job over devices; ignored on one device
  */
 public record JobConfig(
     Path file,
@@ -37,9 +38,11 @@ public record JobConfig(
     Path output,
     long seed,
     int threads,
-    QuantizationSettings quantization) {
+    QuantizationSettings quantization,
+    ParallelSettings parallel) {
   public JobConfig {
     Objects.requireNonNull(quantization, "quantization");
+    Objects.requireNonNull(parallel, "parallel");
     Objects.requireNonNull(file, "file");
     Objects.requireNonNull(model, "model");
     Objects.requireNonNull(data, "data");

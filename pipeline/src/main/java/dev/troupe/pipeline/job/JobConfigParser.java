@@ -174,7 +174,40 @@ final class JobConfigParser {
         output,
         r.integer("seed", Long.MIN_VALUE),
         r.smallInteger("threads", 0),
-        quantization(r));
+        quantization(r),
+        parallel(r));
+  }
+
+  /**
+   * {@code parallel}: the string {@code auto} or an object of pp, tp and dp, each 1 if left out.
+   */
+  private static ParallelSettings parallel(SettingsReader r) throws JobConfigException {
+    String key = "parallel";
+    List<String> known = List.of("dp", "pp", "tp");
+    String expected = "must be auto or an object with keys " + String.join(", ", known);
+    switch (r.valueType(key)) {
+      case STRING -> {
+        if (!r.string(key).trim().equalsIgnoreCase("auto")) throw r.invalid(key, expected);
+        return ParallelSettings.AUTO;
+      }
+      case OBJECT -> {
+        for (String k : new TreeSet<>(r.keys(key))) {
+          if (!known.contains(k)) {
+            throw r.error(
+                ConfigUtil.joinPath(key, k),
+                "unknown key (known: " + String.join(", ", known) + ")");
+          }
+        }
+        int[] v = new int[3];
+        String[] names = {"pp", "tp", "dp"};
+        for (int i = 0; i < 3; i++) {
+          String k = key + "." + names[i];
+          v[i] = r.isSet(k) ? r.smallInteger(k, 1) : 1;
+        }
+        return ParallelSettings.fixed(v[0], v[1], v[2]);
+      }
+      default -> throw r.invalid(key, expected);
+    }
   }
 
   private static QuantizationSettings quantization(SettingsReader r) throws JobConfigException {

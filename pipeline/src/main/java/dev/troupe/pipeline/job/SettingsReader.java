@@ -10,6 +10,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.Set;
 import java.util.function.DoublePredicate;
 
 /**
@@ -36,6 +37,21 @@ final class SettingsReader {
 
   boolean isSet(String key) {
     return config.hasPath(key);
+  }
+
+  /** The type of the value at {@code key}, {@link ConfigValueType#NULL} where it is null. */
+  ConfigValueType valueType(String key) {
+    return isSet(key) ? config.getValue(key).valueType() : ConfigValueType.NULL;
+  }
+
+  /** The string at {@code key}, whose {@link #valueType} is STRING. */
+  String string(String key) {
+    return config.getString(key);
+  }
+
+  /** The keys of the object at {@code key}, whose {@link #valueType} is OBJECT. */
+  Set<String> keys(String key) {
+    return config.getObject(key).keySet();
   }
 
   /** An integer in [min, max]; quoted integers are accepted as HOCON's own getters do. */

@@ -44,6 +44,25 @@ class JobConfigTest {
     assertEquals(Path.of("out"), c.output());
     assertEquals(42, c.seed());
     assertEquals(0, c.threads());
+    assertEquals(ParallelSettings.AUTO, c.parallel());
+  }
+
+  @Test
+  void parallelIsAutoOrAnObjectWhoseMissingKeysAreOne() throws Exception {
+    assertEquals(ParallelSettings.AUTO, parse(REQUIRED + "parallel = AUTO").parallel());
+    assertEquals(
+        ParallelSettings.fixed(2, 4, 3),
+        parse(REQUIRED + "parallel { pp = 2, tp = 4, dp = 3 }").parallel());
+    assertEquals(
+        ParallelSettings.fixed(2, 1, 1), parse(REQUIRED + "parallel { pp = 2 }").parallel());
+    assertEquals(
+        ParallelSettings.fixed(1, 2, 1), parse(REQUIRED + "parallel.tp = \"2\"").parallel());
+    assertEquals(ParallelSettings.fixed(1, 1, 1), parse(REQUIRED + "parallel {}").parallel());
+    assertEquals(4, ParallelSettings.fixed(2, 1, 2).worldSize());
+    assertEquals("pp=2 tp=1 dp=2", ParallelSettings.fixed(2, 1, 2).toString());
+    assertEquals("auto", ParallelSettings.AUTO.toString());
+    assertThrows(IllegalArgumentException.class, () -> ParallelSettings.fixed(0, 1, 1));
+    assertThrows(IllegalArgumentException.class, () -> new ParallelSettings(true, 2, 1, 1));
   }
 
   @Test
@@ -67,6 +86,7 @@ class JobConfigTest {
             output = "runs/x"
             seed = -7
             threads = 4
+            parallel { pp = 2, dp = 2 }
             """);
     assertEquals(Path.of("/models/llama"), c.model());
     assertEquals(
@@ -90,6 +110,7 @@ class JobConfigTest {
     assertEquals(Path.of("runs/x"), c.output());
     assertEquals(-7, c.seed());
     assertEquals(4, c.threads());
+    assertEquals(ParallelSettings.fixed(2, 1, 2), c.parallel());
   }
 
   @Test
@@ -153,7 +174,8 @@ class JobConfigTest {
                 c.output(),
                 1,
                 0,
-                c.quantization()));
+                c.quantization(),
+                c.parallel()));
   }
 
   @Test
@@ -210,5 +232,6 @@ class JobConfigTest {
     assertEquals(-1, c.steps());
     assertEquals("bf16", c.precision().mode());
     assertEquals(Path.of("runs/tinyllama-alpaca"), c.output());
+    assertEquals(ParallelSettings.AUTO, c.parallel());
   }
 }

@@ -76,6 +76,14 @@ class JobConfigValidationTest {
           eval.max-new-tokens = 0                     | eval.max-new-tokens: must be a positive integer, got 0
           seed = 1.5                                  | seed: must be an integer, got 1.5
           threads = -1                                | threads: must be a non-negative integer, got -1
+          parallel = manual                           | parallel: must be auto or an object with keys dp, pp, tp, got "manual"
+          parallel = 2                                | parallel: must be auto or an object with keys dp, pp, tp, got 2
+          parallel = null                             | parallel: must be auto or an object with keys dp, pp, tp, got null
+          parallel = [2, 1, 1]                        | parallel: must be auto or an object with keys dp, pp, tp, got [2,1,1]
+          parallel { pp = 0 }                         | parallel.pp: must be a positive integer, got 0
+          parallel { pp = 2, tp = -1 }                | parallel.tp: must be a positive integer, got -1
+          parallel.dp = 1.5                           | parallel.dp: must be a positive integer, got 1.5
+          parallel { pp = 2, ep = 2 }                 | parallel.ep: unknown key (known: dp, pp, tp)
           """)
   void invalidValue(String snippet, String expected) {
     assertEquals("job.conf: " + expected, error(REQUIRED + snippet));
@@ -86,10 +94,10 @@ class JobConfigValidationTest {
       delimiter = '|',
       textBlock =
           """
-          learning-rate = 1                           | learning-rate: unknown key (known: batch, checkpoint, data, epochs, eval, gradient-checkpointing, lora, model, optimizer, output, precision, quantization, seed, steps, threads)
-          Model = m                                   | Model: unknown key (known: batch, checkpoint, data, epochs, eval, gradient-checkpointing, lora, model, optimizer, output, precision, quantization, seed, steps, threads)
-          troupe.job.seed = 1                         | troupe: unknown key (known: batch, checkpoint, data, epochs, eval, gradient-checkpointing, lora, model, optimizer, output, precision, quantization, seed, steps, threads)
-          "lora.r" = 8                                | "lora.r": unknown key (known: batch, checkpoint, data, epochs, eval, gradient-checkpointing, lora, model, optimizer, output, precision, quantization, seed, steps, threads)
+          learning-rate = 1                           | learning-rate: unknown key (known: batch, checkpoint, data, epochs, eval, gradient-checkpointing, lora, model, optimizer, output, parallel, precision, quantization, seed, steps, threads)
+          Model = m                                   | Model: unknown key (known: batch, checkpoint, data, epochs, eval, gradient-checkpointing, lora, model, optimizer, output, parallel, precision, quantization, seed, steps, threads)
+          troupe.job.seed = 1                         | troupe: unknown key (known: batch, checkpoint, data, epochs, eval, gradient-checkpointing, lora, model, optimizer, output, parallel, precision, quantization, seed, steps, threads)
+          "lora.r" = 8                                | "lora.r": unknown key (known: batch, checkpoint, data, epochs, eval, gradient-checkpointing, lora, model, optimizer, output, parallel, precision, quantization, seed, steps, threads)
           optimizer.learning-rate = 1                 | optimizer.learning-rate: unknown key (known: betas, eps, lr, max-grad-norm, schedule, warmup-steps, weight-decay)
           optimizer { lr = 1e-4, learning-rate = 1 }  | optimizer.learning-rate: unknown key (known: betas, eps, lr, max-grad-norm, schedule, warmup-steps, weight-decay)
           batch.size = 8                              | batch.size: unknown key (known: global, micro, seq-len)
