@@ -100,7 +100,7 @@ final class BenchCommand implements Main.Command {
   }
 
   /** The preset's model under {@code --models-dir}, made once (seed 0). */
-  private static Path presetModel(Args args, PrintStream out) throws IOException {
+  static Path presetModel(Args args, PrintStream out) throws IOException {
     ModelPreset preset;
     try {
       preset = ModelPreset.parse(args.get("preset", "bench-s"));

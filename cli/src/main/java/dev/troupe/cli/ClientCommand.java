@@ -147,11 +147,10 @@ final class ClientCommand implements Main.Command {
               for (String d : all.devices()) out.println("  " + d);
               if (!all.runningJob().isEmpty()) {
                 out.println(
-                    "plan: "
-                        + all.runningJob()
-                        + " runs 1 × 1 × 1 (pp × tp × dp) on "
-                        + all.runningOn()
-                        + " (plans over several devices are not built yet)");
+                    "plan: " + all.runningJob() + " runs " + all.plan() + " on " + all.runningOn());
+              }
+              for (String l : all.planExplanation().split("\n")) {
+                if (!l.isBlank()) out.println("  " + l);
               }
             }
           }
@@ -214,8 +213,9 @@ final class ClientCommand implements Main.Command {
     if (!Double.isNaN(j.loss())) n.put("loss", j.loss());
     if (!Double.isNaN(j.tokensPerS())) n.put("tokens_per_s", j.tokensPerS());
     if (j.id().equals(all.runningJob())) {
-      n.put("plan", "1x1x1");
+      n.put("plan", all.plan());
       n.put("device", all.runningOn());
+      n.put("plan_explanation", all.planExplanation());
     }
     n.put("devices", all.devices().size());
     n.put("members", all.members().size());

@@ -36,6 +36,10 @@ public final class Main {
                    [--peer auto|none|PYTHON] [--models-dir DIR] [--checkpointing] [--json]
                                              each mode in a fresh JVM beside the PyTorch eager peer:
                                              tokens/s, peak memory, speedup and memory vs full-fp32
+        bench-pipeline [--preset bench-s | --model DIR] [--seq 256] [--micro 1] [--microbatches 8]
+                   [--steps 6] [--warmup 1] [--precision bf16]
+                                             pp=2 over two 1-thread devices vs 1x1x1 on one 2-thread
+                                             device, alternating; tokens/s and the measured bubble
         merge      --model DIR --adapter DIR --out DIR
                                              the adapter folded into the base weights, Hugging Face layout
         generate   --model DIR [--adapter DIR] (--prompt TEXT | --prompt-ids 1,2,3)
@@ -71,6 +75,7 @@ public final class Main {
           Map.entry("demo", new DemoCommand()),
           Map.entry("bench", new BenchCommand()),
           Map.entry("bench-run", new BenchRunCommand()),
+          Map.entry("bench-pipeline", new BenchPipelineCommand()),
           Map.entry("node", new NodeCommand()),
           Map.entry("submit", new ClientCommand("submit")),
           Map.entry("status", new ClientCommand("status")),

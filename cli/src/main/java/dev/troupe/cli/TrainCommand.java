@@ -28,8 +28,10 @@ import org.apache.pekko.persistence.jdbc.testkit.javadsl.SchemaUtils;
 /**
  * {@code troupe train JOB.conf}: the job on the actor path in this process — an embedded
  * coordinator (its journal in {@code output/coordinator/}) and one CPU device actor, which trains
- * the job with its progress on stdout. Started again after a crash, the coordinator recovers the
- * unfinished job from its journal and the device resumes it from the newest valid checkpoint.
+ * the job with its progress on stdout; a job with a fixed {@code parallel} plan of n ranks gets n
+ * CPU devices sharing the threads, and a line per step. Started again after a crash, the
+ * coordinator recovers the unfinished job from its journal and the device resumes it from the
+ * newest valid checkpoint.
  */
 final class TrainCommand implements Main.Command {
   private static final Duration ASK = Duration.ofSeconds(30);
@@ -43,7 +45,10 @@ final class TrainCommand implements Main.Command {
     JobConfig job = JobConfig.load(file);
     String text = render(file);
     int threads = job.threads() > 0 ? job.threads() : Runtime.getRuntime().availableProcessors();
-    DeviceInfo device = Devices.discover(DeviceSpec.cpu(1), threads).get(0);
+    // a fixed plan over several devices gets that many CPU devices here, sharing the threads
+    int ranks = job.parallel().auto() ? 1 : job.parallel().worldSize();
+    List<DeviceInfo> devices =
+        Devices.discover(DeviceSpec.cpu(ranks), Math.max(1, threads / ranks));
     var config =
         JournalConfig.h2(job.output().resolve("coordinator"))
             .withFallback(ConfigFactory.parseString("pekko.loglevel = WARNING"))
@@ -52,16 +57,24 @@ final class TrainCommand implements Main.Command {
     try {
       SchemaUtils.createIfNotExists(system).toCompletableFuture().get(60, TimeUnit.SECONDS);
       boolean terminal = System.console() != null && out == System.out;
-      Adapter.spawn(system, DeviceActor.create(device, "local", out, terminal), "device-cpu-0");
+      for (int i = 0; i < devices.size(); i++) {
+        Adapter.spawn(
+            system, DeviceActor.create(devices.get(i), "local", out, terminal), "device-cpu-" + i);
+      }
       ActorRef<CoordinatorProtocol.Command> coordinator =
           Adapter.spawn(system, Coordinator.create(100), "coordinator");
       String id = jobToFollow(system, coordinator, file.getFileName().toString(), text, out);
+      long shown = -1;
       while (true) {
         Job j =
             jobs(system, coordinator).stream()
                 .filter(x -> x.id().equals(id))
                 .findFirst()
                 .orElseThrow();
+        if (ranks > 1 && j.step() != shown) { // one device shows its own progress
+          out.println(ClientCommand.line(j));
+          shown = j.step();
+        }
         if (j.state().ended()) {
           if (j.state() == JobState.COMPLETED) return 0;
           throw new IllegalStateException(

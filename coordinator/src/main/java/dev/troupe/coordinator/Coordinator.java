@@ -10,8 +10,10 @@ import dev.troupe.coordinator.CoordinatorProtocol.ListJobs;
 import dev.troupe.coordinator.CoordinatorProtocol.Refused;
 import dev.troupe.coordinator.CoordinatorProtocol.Submit;
 import dev.troupe.device.DeviceActor;
+import dev.troupe.pipeline.dist.Planner;
 import dev.troupe.pipeline.job.JobConfig;
 import dev.troupe.pipeline.job.JobConfigException;
+import dev.troupe.pipeline.model.ModelConfig;
 import java.nio.file.Path;
 import java.util.Comparator;
 import java.util.List;
@@ -54,13 +56,24 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
   private final ActorRef<DeviceActor.Report> reports;
   private final org.apache.pekko.actor.Address self;
   private final org.apache.pekko.cluster.typed.Cluster cluster;
+  private final ActorContext<Command> ctx;
   private List<ActorRef<DeviceActor.Command>> devices = List.of();
+  private final java.util.Map<ActorRef<DeviceActor.Command>, DeviceActor.Description> described =
+      new java.util.HashMap<>();
+  private final java.util.Set<ActorRef<DeviceActor.Command>> asked = new java.util.HashSet<>();
   private String dispatchedJob; // the job a device runs for us now, if any
   private ActorRef<DeviceActor.Command> dispatchedTo;
+  private ActorRef<PlanRun.Command> planRun; // the driver of a run over several devices
+  private String planRunJob;
+  private List<ActorRef<DeviceActor.Command>> planDevices = List.of();
+  private String plan = "";
+  private String planExplanation = "";
+  private int runs;
 
   private Coordinator(
       ActorContext<Command> ctx, int snapshotEvery, java.util.function.LongSupplier clock) {
     super(ID);
+    this.ctx = ctx;
     this.snapshotEvery = snapshotEvery;
     this.clock = clock;
     this.reports = ctx.messageAdapter(DeviceActor.Report.class, DeviceReport::new);
@@ -108,6 +121,14 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
         .onCommand(Control.class, this::control)
         .onCommand(ListJobs.class, (book, c) -> Effect().reply(c.replyTo(), jobs(book)))
         .onCommand(Devices.class, this::devices)
+        .onCommand(
+            CoordinatorProtocol.Described.class,
+            (book, d) -> {
+              if (d.description() != null) described.put(d.device(), d.description());
+              else asked.remove(d.device()); // ask again with the next listing
+              dispatch(book);
+              return Effect().none();
+            })
         .onCommand(DeviceReport.class, this::report)
         .build();
   }
@@ -119,10 +140,24 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
 
   private Effect<JobEvent, JobBook> devices(JobBook book, Devices d) {
     devices = d.devices();
+    described.keySet().retainAll(devices);
+    asked.retainAll(devices);
+    for (ActorRef<DeviceActor.Command> device : devices) {
+      if (asked.add(device)) {
+        ctx.ask(
+            DeviceActor.Description.class,
+            device,
+            java.time.Duration.ofSeconds(10),
+            DeviceActor.Describe::new,
+            (description, failure) ->
+                new CoordinatorProtocol.Described(device, failure == null ? description : null));
+      }
+    }
     if (dispatchedTo != null && !devices.contains(dispatchedTo)) {
       dispatchedJob = null; // its device is gone: send the job again (it resumes from a checkpoint)
       dispatchedTo = null;
     }
+    // a run over several devices notices a lost device itself (it watches them) and ends
     dispatch(book);
     return Effect().none();
   }
@@ -135,6 +170,14 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
         if (e.jobId().equals(dispatchedJob)) {
           dispatchedJob = null;
           dispatchedTo = null;
+        }
+        if (e.jobId().equals(planRunJob)) {
+          planRun = null;
+          planRunJob = null;
+          planDevices = List.of();
+          if (e.outcome() == DeviceActor.Outcome.STOPPED && !e.reason().isEmpty()) {
+            ctx.getLog().warn("run of {} stopped: {}; planning again", e.jobId(), e.reason());
+          }
         }
         if (e.outcome() == DeviceActor.Outcome.STOPPED) {
           dispatch(book); // resumed while it was stopping: run it again
@@ -158,30 +201,107 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
         members.add(m.address() + " " + m.status() + " " + new java.util.TreeSet<>(m.getRoles()));
       }
     }
+    String running = dispatchedJob != null ? dispatchedJob : planRunJob;
+    String on =
+        dispatchedTo != null
+            ? dispatchedTo.path().toStringWithAddress(self)
+            : String.join(
+                ", ", planDevices.stream().map(d -> d.path().toStringWithAddress(self)).toList());
     return new Jobs(
         book.jobs(),
         members,
         devices.stream().map(d -> d.path().toStringWithAddress(self)).toList(),
-        dispatchedJob == null ? "" : dispatchedJob,
-        dispatchedTo == null ? "" : dispatchedTo.path().toStringWithAddress(self));
+        running == null ? "" : running,
+        running == null ? "" : on,
+        running == null ? "" : plan,
+        planExplanation);
   }
 
-  /** Sends the running job to a device, unless one runs it already or there is none. */
+  /**
+   * Plans the running job over the described devices and starts it: on one device as a whole job
+   * ({@link DeviceActor.RunJob}), on several through a {@link PlanRun}. Nothing while a run of it
+   * is going or ending, or while devices are still being described.
+   */
   private void dispatch(JobBook book) {
     Job running = book.current().filter(j -> j.state() == JobState.RUNNING).orElse(null);
-    if (running == null || running.id().equals(dispatchedJob) || devices.isEmpty()) return;
-    dispatchedTo = devices.get(0);
-    dispatchedJob = running.id();
-    dispatchedTo.tell(new DeviceActor.RunJob(running.id(), running.config(), reports));
+    if (running == null || running.id().equals(dispatchedJob) || planRun != null) return;
+    if (devices.isEmpty()) {
+      planExplanation = "waiting for devices: none registered";
+      return;
+    }
+    if (!described.keySet().containsAll(devices)) return; // their descriptions are on the way
+    JobConfig job;
+    Planner.Choice choice;
+    try {
+      job = JobConfig.parse(running.config(), Path.of(running.name()));
+      ModelConfig model = ModelConfig.read(job.model().resolve("config.json"));
+      List<Planner.Device> offered = new java.util.ArrayList<>();
+      for (ActorRef<DeviceActor.Command> d : devices) {
+        DeviceActor.Description desc = described.get(d);
+        offered.add(
+            new Planner.Device(
+                desc.device().id(),
+                desc.node(),
+                desc.device().memoryBytes(),
+                Math.max(1, desc.device().threads())));
+      }
+      if (!job.parallel().auto() && job.parallel().worldSize() > devices.size()) {
+        planExplanation =
+            "waiting for devices: the job asks for "
+                + job.parallel()
+                + " ("
+                + job.parallel().worldSize()
+                + " devices), "
+                + devices.size()
+                + " registered";
+        return;
+      }
+      choice = Planner.plan(Planner.Workload.of(job, model), job.parallel(), offered);
+    } catch (java.io.IOException | RuntimeException e) {
+      planExplanation = "";
+      String reason = "cannot plan: " + firstLine(e);
+      ctx.getSelf()
+          .tell(
+              new DeviceReport(
+                  new DeviceActor.RunEnded(running.id(), DeviceActor.Outcome.FAILED, reason)));
+      dispatchedJob = running.id(); // until that report arrives
+      dispatchedTo = null;
+      return;
+    }
+    plan = choice.plan().toString();
+    planExplanation = choice.explanation();
+    List<ActorRef<DeviceActor.Command>> chosen = new java.util.ArrayList<>();
+    for (Planner.Device d : choice.devices()) {
+      for (ActorRef<DeviceActor.Command> ref : devices) {
+        DeviceActor.Description desc = described.get(ref);
+        if (desc.device().id().equals(d.id()) && desc.node().equals(d.node())) chosen.add(ref);
+      }
+    }
+    if (choice.plan().worldSize() == 1) {
+      dispatchedTo = chosen.get(0);
+      dispatchedJob = running.id();
+      dispatchedTo.tell(new DeviceActor.RunJob(running.id(), running.config(), reports));
+      return;
+    }
+    String runId = running.id() + "-run" + (++runs) + "-" + System.currentTimeMillis();
+    planRunJob = running.id();
+    planDevices = List.copyOf(chosen);
+    planRun =
+        ctx.spawn(
+            PlanRun.create(
+                runId, running.id(), running.config(), job, choice.plan(), chosen, reports),
+            "plan-run-" + runs);
   }
 
-  /** Stops job {@code id} on its device at the next step boundary. */
+  /** Stops job {@code id} at the next step boundary (its device checkpoints there). */
   private void stop(String id) {
     if (id.equals(dispatchedJob)) {
-      dispatchedTo.tell(new DeviceActor.StopJob(id));
+      if (dispatchedTo != null) dispatchedTo.tell(new DeviceActor.StopJob(id));
       dispatchedJob = null;
       dispatchedTo = null;
     }
+    // a run over several devices stays known until it has ended: no second run starts before
+    if (id.equals(planRunJob) && planRun != null) planRun.tell(new PlanRun.Stop());
   }
 
   private Effect<JobEvent, JobBook> submit(JobBook book, Submit c) {
@@ -221,7 +341,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
         .thenReply(c.replyTo(), b -> new Accepted(c.jobId()));
   }
 
-  private static String firstLine(Exception e) {
+  private static String firstLine(Throwable e) {
     String m = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
     int nl = m.indexOf('\n');
     return nl < 0 ? m : m.substring(0, nl);

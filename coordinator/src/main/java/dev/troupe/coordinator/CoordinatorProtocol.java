@@ -27,6 +27,10 @@ public final class CoordinatorProtocol {
   /** The device actors the receptionist lists now, in a fixed order (internal). */
   record Devices(List<ActorRef<DeviceActor.Command>> devices) implements Command {}
 
+  /** A device's description, or null where it did not answer (internal). */
+  record Described(ActorRef<DeviceActor.Command> device, DeviceActor.Description description)
+      implements Command {}
+
   /** Job controls. */
   public enum Action {
     PAUSE,
@@ -49,13 +53,17 @@ public final class CoordinatorProtocol {
    * @param members the cluster's members as the coordinator sees them: address, status, roles
    * @param devices the device actors the coordinator sees (paths)
    * @param runningJob the job a device runs now ("" if none)
-   * @param runningOn the path of that device ("" if none)
+   * @param runningOn the paths of the devices it runs on, rank by rank ("" if none)
+   * @param plan the running job's plan ({@code pp=1 tp=1 dp=1 ...}; "" if none)
+   * @param planExplanation why the planner chose it, in a few lines, or why the job waits
    */
   public record Jobs(
       List<Job> jobs,
       List<String> members,
       List<String> devices,
       String runningJob,
-      String runningOn)
+      String runningOn,
+      String plan,
+      String planExplanation)
       implements Reply {}
 }

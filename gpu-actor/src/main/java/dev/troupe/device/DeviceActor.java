@@ -24,8 +24,9 @@ import org.apache.pekko.actor.typed.receptionist.ServiceKey;
  * step boundary after a checkpoint, so running the job again resumes there. One job at a time; a
  * run asked for while another is stopping starts when that one has ended.
  *
- * <p>Not built yet: holding one pipeline stage or tensor shard, exchanging activations and
- * gradients with neighbouring stages, collectives.
+ * <p>In a distributed run (several devices) it holds one rank instead: a pipeline stage's tensor
+ * shard in one data-parallel replica ({@link RankProtocol}, {@link RankHost}), exchanging
+ * activations, gradients and reduces with the other ranks' device actors directly.
  */
 public final class DeviceActor {
   private DeviceActor() {}
@@ -35,7 +36,7 @@ public final class DeviceActor {
 
   /** What a device actor understands. */
   public sealed interface Command extends ClusterMessage
-      permits Describe, RunJob, StopJob, RunFinished {}
+      permits Describe, RunJob, StopJob, RunFinished, RankProtocol.ToRank {}
 
   /** Asks for the device's description. */
   public record Describe(ActorRef<Description> replyTo) implements Command {}
@@ -93,16 +94,58 @@ public final class DeviceActor {
     return Behaviors.setup(
         ctx -> {
           ctx.getSystem().receptionist().tell(Receptionist.register(KEY, ctx.getSelf()));
-          return idle(ctx, new Where(device, node, log, terminal));
+          return idle(ctx, new Where(device, node, log, terminal, new Hosted()));
         });
   }
 
-  /** The device, its node, and where a run's progress goes ({@code log} null: train.log). */
-  private record Where(DeviceInfo device, String node, PrintStream log, boolean terminal) {}
+  /**
+   * The device, its node, where a run's progress goes ({@code log} null: train.log), and the rank
+   * of a distributed run it holds.
+   */
+  private record Where(
+      DeviceInfo device, String node, PrintStream log, boolean terminal, Hosted hosted) {}
+
+  /** The rank this device holds for a distributed run, if any (touched by the actor only). */
+  private static final class Hosted {
+    RankHost host;
+  }
+
+  private static Behavior<Command> rank(Where at, RankProtocol.ToRank m) {
+    Hosted h = at.hosted();
+    if (m instanceof RankProtocol.Prepare p) {
+      if (h.host != null) h.host.release();
+      PrintStream quiet = new PrintStream(java.io.OutputStream.nullOutputStream());
+      h.host = new RankHost(p, at.device(), p.rank() == 0 && at.log() != null ? at.log() : quiet);
+      return Behaviors.same();
+    }
+    String runId =
+        switch (m) {
+          case RankProtocol.Go g -> g.runId();
+          case RankProtocol.Apply a -> a.runId();
+          case RankProtocol.Collect c -> c.runId();
+          case RankProtocol.Exchange e -> e.runId();
+          case RankProtocol.Release r -> r.runId();
+          case RankProtocol.Prepare p -> p.runId();
+        };
+    if (h.host == null || !h.host.runId().equals(runId)) return Behaviors.same(); // an old run's
+    switch (m) {
+      case RankProtocol.Go g -> h.host.go(g);
+      case RankProtocol.Apply a -> h.host.apply(a);
+      case RankProtocol.Collect c -> h.host.collect();
+      case RankProtocol.Exchange e -> h.host.exchange(e);
+      case RankProtocol.Release r -> {
+        h.host.release();
+        h.host = null;
+      }
+      case RankProtocol.Prepare p -> {}
+    }
+    return Behaviors.same();
+  }
 
   private static Behavior<Command> idle(ActorContext<Command> ctx, Where at) {
     return Behaviors.receive(Command.class)
         .onMessage(Describe.class, d -> describe(d, at))
+        .onMessage(RankProtocol.ToRank.class, m -> rank(at, m))
         .onMessage(RunJob.class, r -> start(ctx, at, r))
         .onMessage(StopJob.class, s -> Behaviors.same())
         .onMessage(RunFinished.class, f -> Behaviors.same())
@@ -177,6 +220,7 @@ public final class DeviceActor {
       ActorContext<Command> ctx, Where at, RunJob current, AtomicBoolean stop, RunJob next) {
     return Behaviors.receive(Command.class)
         .onMessage(Describe.class, d -> describe(d, at))
+        .onMessage(RankProtocol.ToRank.class, m -> rank(at, m))
         .onMessage(
             StopJob.class,
             s -> {

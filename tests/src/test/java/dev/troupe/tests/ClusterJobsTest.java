@@ -102,14 +102,13 @@ class ClusterJobsTest {
               conf,
               "job-1",
               s ->
-                  s.contains("RUNNING")
-                      && s.contains("step ")
+                  s.contains("RUNNING  step ")
                       && s.contains("devices: 3")
                       && s.contains("members: 3"));
       assertTrue(
           status.contains("tokens/s")
               && status.contains(
-                  "plan: job-1 runs 1 × 1 × 1 (pp × tp × dp) on pekko://troupe@127.0.0.1:"),
+                  "plan: job-1 runs pp=1 tp=1 dp=1 stages [0,2) on pekko://troupe@127.0.0.1:"),
           status);
       Run pause = client(conf, "pause", "job-1");
       assertEquals(0, pause.status(), pause.toString());

@@ -32,6 +32,7 @@ public final class LocalRun implements AutoCloseable {
   private final List<ExecutorService> threads = new ArrayList<>(); // one per rank
   private final List<StepDecision> decisions = new ArrayList<>();
   private LossScaler scaler;
+  private List<StageWorker.Report> lastReports = List.of();
 
   public LocalRun(JobConfig job, Plan plan, int threadsPerRank) throws Exception {
     this.job = job;
@@ -97,6 +98,7 @@ public final class LocalRun implements AutoCloseable {
     double scale = fp16 ? scaler.scale() : 1.0;
     List<StageWorker.Report> reports =
         onAll(rank -> workers.get(rank).forwardBackward(step, scale));
+    lastReports = List.copyOf(reports);
     StepDecision d = StepDecision.of(plan, reports, job.optimizer().maxGradNorm());
     double lr =
         job.optimizer().lr()
@@ -110,6 +112,11 @@ public final class LocalRun implements AutoCloseable {
     if (fp16) scaler = scaler.update(d.skipped());
     decisions.add(d);
     return d;
+  }
+
+  /** Every rank's report of the last step, in rank order. */
+  public List<StageWorker.Report> lastReports() {
+    return lastReports;
   }
 
   /** Every step's decision so far. */

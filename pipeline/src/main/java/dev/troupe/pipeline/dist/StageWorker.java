@@ -86,14 +86,15 @@ public final class StageWorker implements AutoCloseable {
       double lossSum,
       long tokens,
       double gradSquares,
-      double seconds) {}
+      double seconds,
+      double waitSeconds) {}
 
   public StageWorker(JobConfig job, Plan plan, int rank, Transport transport, PrintStream out)
       throws IOException {
     this.job = job;
     this.plan = plan;
     this.rank = plan.rank(rank);
-    this.transport = transport;
+    this.transport = timed(transport);
     Torch.init();
     this.setup = TrainingSetup.open(job, out);
     try {
@@ -159,6 +160,28 @@ public final class StageWorker implements AutoCloseable {
     }
   }
 
+  private long waitNanos; // time blocked in receives during the current step
+
+  /** {@code t}, counting the time its receives block in {@link #waitNanos}. */
+  private Transport timed(Transport t) {
+    return new Transport() {
+      @Override
+      public void send(int to, String tag, Tensor tensor) {
+        t.send(to, tag, tensor);
+      }
+
+      @Override
+      public Tensor receive(int from, String tag) {
+        long t0 = System.nanoTime();
+        try {
+          return t.receive(from, tag);
+        } finally {
+          waitNanos += System.nanoTime() - t0;
+        }
+      }
+    };
+  }
+
   /** The job's number of optimizer steps. */
   public long totalSteps() {
     return total;
@@ -182,6 +205,7 @@ public final class StageWorker implements AutoCloseable {
    */
   public Report forwardBackward(long step, double lossScale) throws IOException {
     long t0 = System.nanoTime();
+    waitNanos = 0;
     CausalLm m = model(phase(step));
     int[] indices = batches.step(step);
     int micro = job.batch().micro();
@@ -219,7 +243,8 @@ public final class StageWorker implements AutoCloseable {
         loss[0],
         tokens,
         squares,
-        (System.nanoTime() - t0) / 1e9);
+        (System.nanoTime() - t0) / 1e9,
+        waitNanos / 1e9);
   }
 
   /** The tensors of one microbatch between its forward and its backward (owned here). */
@@ -354,6 +379,78 @@ public final class StageWorker implements AutoCloseable {
     try (Tensor d = t.detach()) {
       return new TensorData(DType.F32, Torch.shape(d), Torch.toBytes(d));
     }
+  }
+
+  /**
+   * What a checkpoint keeps of this stage, under the names the one-device checkpoint uses: the LoRA
+   * pairs (PEFT names) and AdamW's moments ({@code exp_avg.NAME}, {@code exp_avg_sq.NAME}).
+   */
+  public SortedMap<String, TensorData> state() {
+    SortedMap<String, TensorData> out = adapterTensors();
+    List<String> names = names();
+    for (int i = 0; i < names.size(); i++) {
+      out.put("exp_avg." + names.get(i), data(optimizer.expAvg().get(i)));
+      out.put("exp_avg_sq." + names.get(i), data(optimizer.expAvgSq().get(i)));
+    }
+    return out;
+  }
+
+  /** AdamW's step count. */
+  public long optimizerStep() {
+    return optimizer.stepCount();
+  }
+
+  /**
+   * Restores this stage's LoRA pairs and moments from {@code tensors} (a checkpoint's, keyed as
+   * {@link #state} writes them; other stages' entries are ignored).
+   *
+   * @throws IllegalArgumentException naming the tensor that is missing or has the wrong shape
+   */
+  public void restore(java.util.Map<String, TensorData> tensors, long optimizerStep) {
+    List<String> names = names();
+    List<Tensor> m = new ArrayList<>();
+    List<Tensor> v = new ArrayList<>();
+    try (NoGradGuard noGrad = new NoGradGuard()) {
+      for (int i = 0; i < names.size(); i++) {
+        Tensor p = params.get(i);
+        try (Tensor t = tensor(tensors, names.get(i), p)) {
+          p.copy_(t);
+        }
+        m.add(tensor(tensors, "exp_avg." + names.get(i), p));
+        v.add(tensor(tensors, "exp_avg_sq." + names.get(i), p));
+      }
+      optimizer.restore(m, v, optimizerStep);
+    } finally {
+      m.forEach(Tensor::close);
+      v.forEach(Tensor::close);
+    }
+  }
+
+  private static Tensor tensor(
+      java.util.Map<String, TensorData> tensors, String name, Tensor like) {
+    TensorData d = tensors.get(name);
+    if (d == null) throw new IllegalArgumentException("checkpoint state has no tensor " + name);
+    if (!java.util.Arrays.equals(d.shape(), Torch.shape(like)) || d.dtype() != DType.F32) {
+      throw new IllegalArgumentException(
+          "checkpoint tensor "
+              + name
+              + " is "
+              + d.dtype()
+              + java.util.Arrays.toString(d.shape())
+              + ", expected F32"
+              + java.util.Arrays.toString(Torch.shape(like)));
+    }
+    return Torch.fromBytes(d.bytes(), DType.F32, d.shape());
+  }
+
+  /** PEFT names of {@link #params}, in order. */
+  private List<String> names() {
+    List<String> out = new ArrayList<>();
+    for (LoraKey k : lora.keySet()) {
+      out.add(PeftAdapter.key(k.layer(), k.target(), 'A'));
+      out.add(PeftAdapter.key(k.layer(), k.target(), 'B'));
+    }
+    return out;
   }
 
   /** LoRA rank, alpha and targets, for writing the adapter. */

@@ -44,6 +44,12 @@ public final class Torch {
     org.bytedeco.openblas.global.openblas_nolapack.blas_set_num_threads(threads);
   }
 
+  /**
+   * Held while seeding libtorch's default CPU generator and drawing from it where the draws must be
+   * reproducible: that generator is one per process, shared by every thread.
+   */
+  public static final Object GENERATOR = new Object();
+
   /** The libtorch scalar type of a safetensors dtype. */
   public static ScalarType scalarType(DType dtype) {
     return switch (dtype) {
@@ -57,9 +63,21 @@ public final class Torch {
     };
   }
 
-  /** The safetensors dtype of a libtorch scalar type. */
+  /**
+   * The safetensors dtype of a libtorch scalar type. Compared by value: a {@code ScalarType} that
+   * JavaCPP returns from native code (e.g. {@code Tensor.scalar_type()}) is not the enum constant
+   * it names, only carries its value.
+   */
   public static DType dtype(ScalarType type) {
-    return switch (type) {
+    ScalarType canonical = null;
+    for (ScalarType t : ScalarType.values()) {
+      if (t.value == type.value) {
+        canonical = t;
+        break;
+      }
+    }
+    if (canonical == null) throw new IllegalArgumentException("unknown scalar type " + type.value);
+    return switch (canonical) {
       case Float -> DType.F32;
       case Half -> DType.F16;
       case BFloat16 -> DType.BF16;

@@ -48,6 +48,15 @@ public final class LoraParameters implements AutoCloseable {
   public static LoraParameters initialize(
       ModelConfig c, int r, double alpha, Set<LoraTarget> targets, long seed) {
     Torch.init();
+    // libtorch's CPU generator is one per process: ranks set up on several threads at once
+    // would interleave their draws
+    synchronized (Torch.GENERATOR) {
+      return initializeSeeded(c, r, alpha, targets, seed);
+    }
+  }
+
+  private static LoraParameters initializeSeeded(
+      ModelConfig c, int r, double alpha, Set<LoraTarget> targets, long seed) {
     torch.manual_seed(seed);
     SortedMap<LoraKey, LoraWeights> w = new TreeMap<>();
     for (int layer = 0; layer < c.numLayers(); layer++) {

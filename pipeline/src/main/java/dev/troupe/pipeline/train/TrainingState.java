@@ -12,6 +12,7 @@ import dev.troupe.pipeline.safetensors.DType;
 import dev.troupe.pipeline.safetensors.SafetensorsFile;
 import dev.troupe.pipeline.safetensors.TensorData;
 import java.io.IOException;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -88,6 +89,60 @@ public record TrainingState(long step, LossScaler scaler, String precision, Quan
                 ? QuantState.fromJson(
                     json.get("quantization"), layers, c.dir().resolve(STATE).toString())
                 : fresh);
+  }
+
+  /**
+   * Writes a checkpoint in the same format from tensors gathered elsewhere (the stages of a
+   * distributed run): {@code adapter} keyed by PEFT names, {@code moments} by {@code exp_avg.NAME}
+   * and {@code exp_avg_sq.NAME}.
+   */
+  public static Path save(
+      CheckpointStore store,
+      long step,
+      LossScaler scaler,
+      String precision,
+      long optimizerStep,
+      SortedMap<String, TensorData> adapter,
+      SortedMap<String, TensorData> moments)
+      throws IOException {
+    ObjectNode json = new ObjectMapper().createObjectNode();
+    json.put("format", 1);
+    json.put("step", step);
+    json.put("optimizer_step", optimizerStep);
+    json.put("loss_scale", scaler.scale());
+    json.put("growth_tracker", scaler.growthTracker());
+    json.put("precision", precision);
+    return store.save(step, Map.of(ADAPTER, adapter, OPTIMIZER, moments), Map.of(STATE, json));
+  }
+
+  /**
+   * A checkpoint read whole, for a distributed run to hand each stage its part: the state, AdamW's
+   * step count, and every tensor of the adapter and the optimizer file (copied out of the files).
+   */
+  public record Saved(
+      TrainingState state, long optimizerStep, SortedMap<String, TensorData> tensors) {}
+
+  /** Reads checkpoint {@code c} whole (see {@link Saved}). */
+  public static Saved read(Checkpoint c) throws IOException {
+    JsonNode json = c.json(STATE);
+    SortedMap<String, TensorData> tensors = new TreeMap<>();
+    for (String file : List.of(ADAPTER, OPTIMIZER)) {
+      try (SafetensorsFile f = c.tensors(file)) {
+        for (String name : f.names()) {
+          java.nio.ByteBuffer src = f.data(name);
+          java.nio.ByteBuffer copy =
+              java.nio.ByteBuffer.allocate(src.remaining()).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+          copy.put(src).flip();
+          tensors.put(name, new TensorData(f.info(name).dtype(), f.info(name).shape(), copy));
+        }
+      }
+    }
+    TrainingState state =
+        new TrainingState(
+            json.path("step").asLong(),
+            new LossScaler(json.path("loss_scale").asDouble(), json.path("growth_tracker").asInt()),
+            json.path("precision").asText());
+    return new Saved(state, json.path("optimizer_step").asLong(), tensors);
   }
 
   private static TensorData f32(Tensor t) {

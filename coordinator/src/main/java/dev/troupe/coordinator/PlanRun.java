@@ -1,0 +1,405 @@
+package dev.troupe.coordinator;
+
+import dev.troupe.device.DeviceActor;
+import dev.troupe.device.RankProtocol;
+import dev.troupe.persistence.TensorBytes;
+import dev.troupe.pipeline.checkpoint.Checkpoint;
+import dev.troupe.pipeline.checkpoint.CheckpointStore;
+import dev.troupe.pipeline.dist.Plan;
+import dev.troupe.pipeline.dist.StageWorker;
+import dev.troupe.pipeline.dist.StepDecision;
+import dev.troupe.pipeline.job.JobConfig;
+import dev.troupe.pipeline.lora.LoraTarget;
+import dev.troupe.pipeline.lora.PeftAdapter;
+import dev.troupe.pipeline.metrics.MetricsLog;
+import dev.troupe.pipeline.metrics.TensorBoardWriter;
+import dev.troupe.pipeline.safetensors.DType;
+import dev.troupe.pipeline.safetensors.TensorData;
+import dev.troupe.pipeline.train.LossScaler;
+import dev.troupe.pipeline.train.LrSchedule;
+import dev.troupe.pipeline.train.TrainingState;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.util.ArrayList;
+import java.util.EnumSet;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.SortedMap;
+import java.util.TreeMap;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
+import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.javadsl.Receive;
+
+/**
+ * Drives one run of a job over several devices: a child of the coordinator, on its node. It hands
+ * every device its rank ({@link RankProtocol.Prepare}, with the stage's part of the newest
+ * checkpoint when there is one), then drives each step: {@code Go} to every rank, the {@link
+ * StepDecision} from their reports (global gradient norm, clip, inf/NaN skip), {@code Apply} with
+ * the learning rate. It writes what the one-device trainer writes, on the coordinator's node:
+ * {@code metrics.jsonl}, TensorBoard scalars, checkpoints in the same format (gathered from the
+ * first rank of each stage) and the final PEFT adapter. It reports every step and the end of the
+ * run to the coordinator as a device does ({@link DeviceActor.StepDone}, {@link
+ * DeviceActor.RunEnded}).
+ *
+ * <p>A stop request ends the run after the step in flight, with a checkpoint; a rank that fails
+ * ends it as failed; a device that leaves the cluster ends it as stopped, so that the coordinator
+ * plans again on the devices left and the next run resumes from the newest checkpoint.
+ */
+public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
+  /** What the driver understands. */
+  public sealed interface Command {}
+
+  /** A rank's answer (adapted). */
+  record FromRank(RankProtocol.FromRank message) implements Command {}
+
+  /** Ends the run after the step in flight, with a checkpoint. */
+  public record Stop() implements Command {}
+
+  /** A device of the run is gone. */
+  record DeviceGone(String device) implements Command {}
+
+  private enum Phase {
+    PREPARING,
+    FIRST_HALF,
+    SECOND_HALF,
+    SAVING,
+    DONE
+  }
+
+  private final String runId;
+  private final String jobId;
+  private final JobConfig job;
+  private final Plan plan;
+  private final List<ActorRef<DeviceActor.Command>> devices;
+  private final ActorRef<DeviceActor.Report> reportTo;
+  private final ActorRef<RankProtocol.FromRank> self;
+  private final CheckpointStore store;
+  private final Map<Integer, Object> answers = new HashMap<>();
+  private Phase phase = Phase.PREPARING;
+  private long step;
+  private long total = -1;
+  private LossScaler scaler;
+  private boolean stopRequested;
+  private boolean finishing; // the last step is done: save, write the adapter, end
+  private long stepStartNanos;
+  private StepDecision decision;
+  private double lr;
+  private MetricsLog metrics;
+  private TensorBoardWriter tb;
+
+  private PlanRun(
+      ActorContext<Command> ctx,
+      String runId,
+      String jobId,
+      JobConfig job,
+      Plan plan,
+      List<ActorRef<DeviceActor.Command>> devices,
+      ActorRef<DeviceActor.Report> reportTo,
+      String config) {
+    super(ctx);
+    this.runId = runId;
+    this.jobId = jobId;
+    this.job = job;
+    this.plan = plan;
+    this.devices = List.copyOf(devices);
+    this.reportTo = reportTo;
+    this.self = ctx.messageAdapter(RankProtocol.FromRank.class, FromRank::new);
+    this.store = new CheckpointStore(job.output().resolve("checkpoints"), job.checkpoint().keep());
+    for (ActorRef<DeviceActor.Command> d : devices) {
+      ctx.watchWith(d, new DeviceGone(d.path().toString()));
+    }
+    this.scaler = new LossScaler(job.precision().initialLossScale(), 0);
+    long optimizerStep = 0;
+    SortedMap<String, TensorData> state = new TreeMap<>();
+    try {
+      Files.createDirectories(job.output());
+      Optional<Checkpoint> latest = store.latestValid(m -> ctx.getLog().warn(m));
+      if (latest.isPresent()) {
+        TrainingState.Saved saved = TrainingState.read(latest.get());
+        step = saved.state().step();
+        scaler = saved.state().scaler();
+        optimizerStep = saved.optimizerStep();
+        state = saved.tensors();
+      }
+      metrics = MetricsLog.open(job.output().resolve("metrics.jsonl"), step);
+      tb = TensorBoardWriter.open(job.output().resolve("tb"));
+    } catch (IOException | RuntimeException e) {
+      fail("cannot open the run's output in " + job.output() + ": " + e.getMessage());
+      return;
+    }
+    for (int r = 0; r < plan.worldSize(); r++) {
+      int stage = plan.rank(r).stage();
+      Map<String, TensorBytes> mine = new LinkedHashMap<>();
+      state.forEach(
+          (name, t) -> {
+            int layer = layerOf(name);
+            if (layer >= plan.firstLayer(stage) && layer < plan.endLayer(stage)) {
+              mine.put(name, bytes(t));
+            }
+          });
+      devices
+          .get(r)
+          .tell(
+              new RankProtocol.Prepare(
+                  runId,
+                  jobId,
+                  config,
+                  plan.pp(),
+                  plan.tp(),
+                  plan.dp(),
+                  plan.boundaries(),
+                  r,
+                  this.devices,
+                  mine,
+                  optimizerStep,
+                  self));
+    }
+  }
+
+  /**
+   * The driver of run {@code runId} of job {@code jobId} ({@code config} its job file's text) on
+   * {@code devices}, rank by rank.
+   */
+  public static Behavior<Command> create(
+      String runId,
+      String jobId,
+      String config,
+      JobConfig job,
+      Plan plan,
+      List<ActorRef<DeviceActor.Command>> devices,
+      ActorRef<DeviceActor.Report> reportTo) {
+    return Behaviors.setup(
+        ctx -> new PlanRun(ctx, runId, jobId, job, plan, devices, reportTo, config));
+  }
+
+  private static final Pattern LAYER = Pattern.compile("\\.layers\\.(\\d+)\\.");
+
+  private static int layerOf(String name) {
+    Matcher m = LAYER.matcher(name);
+    return m.find() ? Integer.parseInt(m.group(1)) : -1;
+  }
+
+  @Override
+  public Receive<Command> createReceive() {
+    return newReceiveBuilder()
+        .onMessage(FromRank.class, f -> answer(f.message()))
+        .onMessage(
+            Stop.class,
+            s -> {
+              stopRequested = true;
+              if (phase == Phase.PREPARING) return end(DeviceActor.Outcome.STOPPED, "");
+              return this;
+            })
+        .onMessage(
+            DeviceGone.class,
+            g -> end(DeviceActor.Outcome.STOPPED, "device " + g.device() + " left the cluster"))
+        .build();
+  }
+
+  private Behavior<Command> answer(RankProtocol.FromRank m) {
+    if (phase == Phase.DONE) return this;
+    switch (m) {
+      case RankProtocol.RankFailed f -> {
+        if (!f.runId().equals(runId)) return this;
+        return end(DeviceActor.Outcome.FAILED, "rank " + f.rank() + ": " + f.reason());
+      }
+      case RankProtocol.Ready r when r.runId().equals(runId) && phase == Phase.PREPARING -> {
+        answers.put(r.rank(), r);
+        total = r.totalSteps();
+        if (answers.size() == plan.worldSize()) {
+          answers.clear();
+          if (step >= total) return finish();
+          return go();
+        }
+      }
+      case RankProtocol.Half h when h.runId().equals(runId) && phase == Phase.FIRST_HALF -> {
+        answers.put(h.rank(), h);
+        if (answers.size() == plan.worldSize()) return decide();
+      }
+      case RankProtocol.Applied a when a.runId().equals(runId) && phase == Phase.SECOND_HALF -> {
+        answers.put(a.rank(), a);
+        if (answers.size() == plan.worldSize()) return stepDone();
+      }
+      case RankProtocol.State s when s.runId().equals(runId) && phase == Phase.SAVING -> {
+        answers.put(s.rank(), s);
+        if (answers.size() == plan.pp()) return saved();
+      }
+      default -> {} // an answer of an earlier run, or out of place: ignored
+    }
+    return this;
+  }
+
+  private boolean fp16(long s) {
+    return s >= job.precision().fp32WarmupSteps() && job.precision().mode().equals("fp16");
+  }
+
+  private String precision(long s) {
+    return s < job.precision().fp32WarmupSteps() ? "fp32" : job.precision().mode();
+  }
+
+  private Behavior<Command> go() {
+    phase = Phase.FIRST_HALF;
+    answers.clear();
+    stepStartNanos = System.nanoTime();
+    double scale = fp16(step) ? scaler.scale() : 1.0;
+    for (ActorRef<DeviceActor.Command> d : devices) d.tell(new RankProtocol.Go(runId, step, scale));
+    return this;
+  }
+
+  private Behavior<Command> decide() {
+    List<StageWorker.Report> reports = new ArrayList<>();
+    for (int r = 0; r < plan.worldSize(); r++) {
+      RankProtocol.Half h = (RankProtocol.Half) answers.get(r);
+      reports.add(
+          new StageWorker.Report(
+              h.step(),
+              h.rank(),
+              h.stage(),
+              h.shard(),
+              h.replica(),
+              h.lossSum(),
+              h.tokens(),
+              h.gradSquares(),
+              h.seconds(),
+              h.waitSeconds()));
+    }
+    decision = StepDecision.of(plan, reports, job.optimizer().maxGradNorm());
+    lr =
+        job.optimizer().lr()
+            * LrSchedule.multiplier(
+                job.optimizer().schedule(), step, total, job.optimizer().warmupSteps());
+    phase = Phase.SECOND_HALF;
+    answers.clear();
+    for (ActorRef<DeviceActor.Command> d : devices) {
+      d.tell(new RankProtocol.Apply(runId, step, decision.clip(), decision.update(), lr));
+    }
+    return this;
+  }
+
+  private Behavior<Command> stepDone() {
+    double seconds = (System.nanoTime() - stepStartNanos) / 1e9;
+    double tokensPerS = decision.tokens() / seconds;
+    double scale = fp16(step) ? scaler.scale() : 1.0;
+    if (fp16(step)) scaler = scaler.update(decision.skipped());
+    Map<String, Object> m = new LinkedHashMap<>();
+    m.put("step", step + 1);
+    m.put("loss", decision.loss());
+    m.put("lr", lr);
+    m.put("grad_norm", decision.gradNorm());
+    m.put("tokens", decision.tokens());
+    m.put("tokens_per_s", tokensPerS);
+    m.put("precision", precision(step));
+    m.put("loss_scale", scale);
+    m.put("skipped", decision.skipped());
+    m.put("plan", plan.toString());
+    try {
+      metrics.write(m);
+      tb.scalar("train/loss", step + 1, decision.loss());
+      tb.scalar("train/lr", step + 1, lr);
+      tb.scalar("train/grad_norm", step + 1, decision.gradNorm());
+      tb.scalar("train/tokens_per_s", step + 1, tokensPerS);
+      tb.scalar("train/loss_scale", step + 1, scale);
+    } catch (IOException e) {
+      return end(DeviceActor.Outcome.FAILED, "cannot write metrics: " + e.getMessage());
+    }
+    step++;
+    reportTo.tell(new DeviceActor.StepDone(jobId, step, total, decision.loss(), tokensPerS));
+    boolean end = step >= total;
+    boolean due = step % job.checkpoint().every() == 0;
+    if (end) return finish();
+    if (due || stopRequested) return save();
+    return go();
+  }
+
+  /** Gathers the trainable state from the first rank of every stage. */
+  private Behavior<Command> save() {
+    phase = Phase.SAVING;
+    answers.clear();
+    for (int s = 0; s < plan.pp(); s++) {
+      devices.get(plan.rankOf(s, 0, 0)).tell(new RankProtocol.Collect(runId));
+    }
+    return this;
+  }
+
+  private Behavior<Command> finish() {
+    finishing = true;
+    return save();
+  }
+
+  private Behavior<Command> saved() {
+    SortedMap<String, TensorData> adapter = new TreeMap<>();
+    SortedMap<String, TensorData> moments = new TreeMap<>();
+    long optimizerStep = 0;
+    for (Object o : answers.values()) {
+      RankProtocol.State s = (RankProtocol.State) o;
+      optimizerStep = s.optimizerStep();
+      s.tensors()
+          .forEach(
+              (name, t) -> (name.startsWith("exp_avg") ? moments : adapter).put(name, data(t)));
+    }
+    try {
+      TrainingState.save(
+          store, step, scaler, precision(Math.max(0, step - 1)), optimizerStep, adapter, moments);
+      if (finishing) {
+        EnumSet<LoraTarget> targets = EnumSet.noneOf(LoraTarget.class);
+        for (String t : job.lora().targets()) targets.add(LoraTarget.fromModuleName(t));
+        PeftAdapter.write(
+            job.output().resolve("adapter"),
+            job.lora().r(),
+            job.lora().alpha(),
+            job.lora().dropout(),
+            targets,
+            adapter,
+            job.model().toString());
+        return end(DeviceActor.Outcome.COMPLETED, "");
+      }
+    } catch (IOException | RuntimeException e) {
+      return end(DeviceActor.Outcome.FAILED, "cannot save: " + e.getMessage());
+    }
+    if (stopRequested) return end(DeviceActor.Outcome.STOPPED, "");
+    return go();
+  }
+
+  /** Releases every rank, closes the output, reports the end; the actor stops. */
+  private Behavior<Command> end(DeviceActor.Outcome outcome, String reason) {
+    phase = Phase.DONE;
+    for (ActorRef<DeviceActor.Command> d : devices) d.tell(new RankProtocol.Release(runId));
+    try {
+      if (metrics != null) metrics.close();
+      if (tb != null) tb.close();
+    } catch (IOException e) {
+      // the run is over either way; the metrics lines written so far are flushed per line
+    }
+    reportTo.tell(new DeviceActor.RunEnded(jobId, outcome, reason));
+    return Behaviors.stopped();
+  }
+
+  private void fail(String reason) {
+    phase = Phase.DONE;
+    reportTo.tell(new DeviceActor.RunEnded(jobId, DeviceActor.Outcome.FAILED, reason));
+  }
+
+  static TensorBytes bytes(TensorData t) {
+    ByteBuffer src = t.bytes().duplicate();
+    byte[] out = new byte[src.remaining()];
+    src.get(out);
+    return new TensorBytes(t.dtype().name(), t.shape(), out);
+  }
+
+  static TensorData data(TensorBytes b) {
+    return new TensorData(
+        DType.valueOf(b.dtype()),
+        b.shape(),
+        ByteBuffer.wrap(b.data()).order(ByteOrder.LITTLE_ENDIAN));
+  }
+}

@@ -1,0 +1,218 @@
+package dev.troupe.device;
+
+import dev.troupe.device.RankProtocol.Applied;
+import dev.troupe.device.RankProtocol.Exchange;
+import dev.troupe.device.RankProtocol.Half;
+import dev.troupe.device.RankProtocol.Prepare;
+import dev.troupe.device.RankProtocol.RankFailed;
+import dev.troupe.device.RankProtocol.Ready;
+import dev.troupe.device.RankProtocol.State;
+import dev.troupe.persistence.TensorBytes;
+import dev.troupe.pipeline.dist.Plan;
+import dev.troupe.pipeline.dist.StageWorker;
+import dev.troupe.pipeline.dist.Transport;
+import dev.troupe.pipeline.engine.Torch;
+import dev.troupe.pipeline.job.JobConfig;
+import dev.troupe.pipeline.safetensors.DType;
+import dev.troupe.pipeline.safetensors.TensorData;
+import java.io.PrintStream;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.bytedeco.pytorch.Tensor;
+
+/**
+ * One rank of a distributed run held by a device actor: the {@link StageWorker} on a thread of its
+ * own (the actor never blocks), and the inbox of tensors from other ranks that the worker's {@link
+ * Transport} receives from. Sends go straight to the peer's device actor as {@link Exchange}
+ * messages. {@link #release} aborts a receive that waits, so a run whose peer died ends.
+ */
+final class RankHost {
+  private final Prepare prepare;
+  private final ExecutorService thread;
+  private final ConcurrentHashMap<String, BlockingQueue<TensorBytes>> inbox =
+      new ConcurrentHashMap<>();
+  private volatile String aborted;
+  private StageWorker worker; // touched only on the thread
+
+  RankHost(Prepare p, DeviceInfo device, PrintStream log) {
+    this.prepare = p;
+    String name = "troupe-" + device.id() + "-rank-" + p.rank();
+    this.thread =
+        Executors.newSingleThreadExecutor(
+            r -> {
+              Thread t = new Thread(r, name);
+              t.setDaemon(true);
+              return t;
+            });
+    run(
+        () -> {
+          Torch.init();
+          org.bytedeco.pytorch.global.torch.set_num_threads(device.threads());
+          JobConfig job = JobConfig.parse(p.config(), Path.of(p.jobId() + ".conf"));
+          if (job.threads() > 0) org.bytedeco.pytorch.global.torch.set_num_threads(job.threads());
+          Plan plan = new Plan(p.pp(), p.tp(), p.dp(), p.boundaries());
+          worker = new StageWorker(job, plan, p.rank(), transport(), log);
+          if (!p.state().isEmpty()) {
+            Map<String, TensorData> state = new LinkedHashMap<>();
+            p.state().forEach((k, v) -> state.put(k, data(v)));
+            worker.restore(state, p.optimizerStep());
+          }
+          p.driver().tell(new Ready(p.runId(), p.rank(), device.id(), worker.totalSteps()));
+        });
+  }
+
+  String runId() {
+    return prepare.runId();
+  }
+
+  void go(RankProtocol.Go g) {
+    run(
+        () -> {
+          StageWorker.Report r = worker.forwardBackward(g.step(), g.lossScale());
+          prepare
+              .driver()
+              .tell(
+                  new Half(
+                      runId(),
+                      r.rank(),
+                      r.stage(),
+                      r.shard(),
+                      r.replica(),
+                      r.step(),
+                      r.lossSum(),
+                      r.tokens(),
+                      r.gradSquares(),
+                      r.seconds(),
+                      r.waitSeconds()));
+        });
+  }
+
+  void apply(RankProtocol.Apply a) {
+    run(
+        () -> {
+          worker.apply(a.step(), a.clip(), !a.update(), a.lr());
+          prepare.driver().tell(new Applied(runId(), prepare.rank(), a.step()));
+        });
+  }
+
+  void collect() {
+    run(
+        () -> {
+          Map<String, TensorBytes> out = new LinkedHashMap<>();
+          worker.state().forEach((k, v) -> out.put(k, bytes(v)));
+          prepare.driver().tell(new State(runId(), prepare.rank(), out, worker.optimizerStep()));
+        });
+  }
+
+  void exchange(Exchange e) {
+    inbox.computeIfAbsent(key(e.from(), e.tag()), k -> new LinkedBlockingQueue<>()).add(e.tensor());
+  }
+
+  /** Ends the run here: a waiting receive fails, then the worker is closed on its thread. */
+  void release() {
+    aborted = "run " + runId() + " was released";
+    thread.execute(
+        () -> {
+          try {
+            if (worker != null) worker.close();
+          } catch (Exception e) {
+            // closing frees native memory only; nothing to report to a run that is over
+          }
+          worker = null;
+        });
+    thread.shutdown();
+  }
+
+  private interface Task {
+    void run() throws Exception;
+  }
+
+  /** Runs {@code task} on the rank's thread; a failure is reported to the driver. */
+  private void run(Task task) {
+    thread.execute(
+        () -> {
+          try {
+            task.run();
+          } catch (Throwable e) {
+            String reason = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
+            int nl = reason.indexOf('\n');
+            if (nl >= 0) reason = reason.substring(0, nl);
+            prepare.driver().tell(new RankFailed(runId(), prepare.rank(), reason));
+          }
+        });
+  }
+
+  private static String key(int from, String tag) {
+    return from + ":" + tag;
+  }
+
+  private Transport transport() {
+    return new Transport() {
+      @Override
+      public void send(int to, String tag, Tensor t) {
+        ActorRef<DeviceActor.Command> peer = prepare.peers().get(to);
+        peer.tell(new Exchange(runId(), prepare.rank(), tag, bytes(t)));
+      }
+
+      @Override
+      public Tensor receive(int from, String tag) {
+        BlockingQueue<TensorBytes> q =
+            inbox.computeIfAbsent(key(from, tag), k -> new LinkedBlockingQueue<>());
+        try {
+          while (true) {
+            TensorBytes b = q.poll(100, TimeUnit.MILLISECONDS);
+            if (b != null) {
+              inbox.remove(key(from, tag), q); // tags are used once
+              return Torch.keep(tensor(b));
+            }
+            if (aborted != null) throw new TransportException(aborted);
+          }
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          throw new TransportException("interrupted");
+        }
+      }
+    };
+  }
+
+  static TensorBytes bytes(Tensor t) {
+    Tensor d = t.detach();
+    try {
+      ByteBuffer b = Torch.toBytes(d);
+      return new TensorBytes(Torch.dtype(d.scalar_type()).name(), Torch.shape(d), b.array());
+    } finally {
+      d.close();
+    }
+  }
+
+  static TensorBytes bytes(TensorData t) {
+    ByteBuffer src = t.bytes().duplicate();
+    byte[] out = new byte[src.remaining()];
+    src.get(out);
+    return new TensorBytes(t.dtype().name(), t.shape(), out);
+  }
+
+  static TensorData data(TensorBytes b) {
+    return new TensorData(
+        DType.valueOf(b.dtype()),
+        b.shape(),
+        ByteBuffer.wrap(b.data()).order(ByteOrder.LITTLE_ENDIAN));
+  }
+
+  static Tensor tensor(TensorBytes b) {
+    return Torch.fromBytes(
+        ByteBuffer.wrap(b.data()).order(ByteOrder.LITTLE_ENDIAN),
+        DType.valueOf(b.dtype()),
+        b.shape());
+  }
+}

@@ -1,0 +1,92 @@
+package dev.troupe.device;
+
+import dev.troupe.persistence.ClusterMessage;
+import dev.troupe.persistence.TensorBytes;
+import java.util.List;
+import java.util.Map;
+import org.apache.pekko.actor.typed.ActorRef;
+
+/**
+ * How the driver of a distributed run (a child of the coordinator) talks to the device actors that
+ * hold its ranks, and how those talk to each other. A run has an id of its own, so that messages of
+ * an earlier run of the same job are told apart. One step is {@link Go} to every rank, a {@link
+ * Half} from each, then {@link Apply} to every rank and an {@link Applied} from each.
+ */
+public final class RankProtocol {
+  private RankProtocol() {}
+
+  /** What a device actor hears as a rank. */
+  public sealed interface ToRank extends DeviceActor.Command
+      permits Prepare, Go, Apply, Collect, Exchange, Release {}
+
+  /**
+   * Takes rank {@code rank} of plan {@code pp × tp × dp} (stage boundaries {@code boundaries}) of
+   * job {@code jobId}: loads its stage and shard, and restores {@code state} (a checkpoint's
+   * tensors for its stage, empty for a fresh start) with AdamW at {@code optimizerStep}.
+   *
+   * @param peers the device actor of every rank, in rank order
+   */
+  public record Prepare(
+      String runId,
+      String jobId,
+      String config,
+      int pp,
+      int tp,
+      int dp,
+      int[] boundaries,
+      int rank,
+      List<ActorRef<DeviceActor.Command>> peers,
+      Map<String, TensorBytes> state,
+      long optimizerStep,
+      ActorRef<FromRank> driver)
+      implements ToRank {}
+
+  /** Runs the first half of 0-based step {@code step}: forward, backward, gradient sum. */
+  public record Go(String runId, long step, double lossScale) implements ToRank {}
+
+  /** Runs the second half: the update, unless {@code update} is false. */
+  public record Apply(String runId, long step, double clip, boolean update, double lr)
+      implements ToRank {}
+
+  /** Asks for the stage's trainable state (LoRA pairs and AdamW moments). */
+  public record Collect(String runId) implements ToRank {}
+
+  /** A tensor from rank {@code from} of the run, under {@code tag} (see the Transport). */
+  public record Exchange(String runId, int from, String tag, TensorBytes tensor)
+      implements ToRank {}
+
+  /** The run is over for this rank: free what it holds. */
+  public record Release(String runId) implements ToRank {}
+
+  /** What a rank answers its driver. */
+  public sealed interface FromRank extends ClusterMessage
+      permits Ready, Half, Applied, State, RankFailed {}
+
+  /** The rank is loaded; the job has {@code totalSteps} steps. */
+  public record Ready(String runId, int rank, String device, long totalSteps) implements FromRank {}
+
+  /** The first half of a step is done (see {@code StageWorker.Report}). */
+  public record Half(
+      String runId,
+      int rank,
+      int stage,
+      int shard,
+      int replica,
+      long step,
+      double lossSum,
+      long tokens,
+      double gradSquares,
+      double seconds,
+      double waitSeconds)
+      implements FromRank {}
+
+  /** The second half of step {@code step} is done. */
+  public record Applied(String runId, int rank, long step) implements FromRank {}
+
+  /** The stage's trainable state, keyed as a checkpoint keeps it. */
+  public record State(String runId, int rank, Map<String, TensorBytes> tensors, long optimizerStep)
+      implements FromRank {}
+
+  /** The rank failed; the run cannot go on. */
+  public record RankFailed(String runId, int rank, String reason) implements FromRank {}
+}
