@@ -2,8 +2,10 @@ package dev.troupe.cli;
 
 import dev.troupe.pipeline.dist.LocalRun;
 import dev.troupe.pipeline.dist.Plan;
+import dev.troupe.pipeline.dist.Planner;
 import dev.troupe.pipeline.dist.StageWorker;
 import dev.troupe.pipeline.job.JobConfig;
+import dev.troupe.pipeline.job.ParallelSettings;
 import dev.troupe.pipeline.model.ModelConfig;
 import java.io.PrintStream;
 import java.nio.file.Files;
@@ -18,10 +20,11 @@ import java.util.Set;
 /**
  * {@code troupe bench-pipeline}: pipeline parallelism on this machine's cores. The same LoRA job
  * (r=16, alpha 32, q_proj and v_proj, one global batch of {@code --microbatches} microbatches of
- * {@code --micro} sequences) runs as pp=2 over two 1-thread devices and as 1×1×1 on one 2-thread
- * device, both in this process through the stage workers and the in-process transport, their steps
- * alternating. Prints median tokens/s of each, their ratio, and each stage's measured bubble (the
- * share of its step spent waiting for the other stage) beside 1F1B's {@code (p−1)/(m+p−1)}.
+ * {@code --micro} sequences) runs as pp=2 over two 1-thread devices (stage boundaries from the
+ * planner) and as 1×1×1 on one 2-thread device, both in this process through the stage workers and
+ * the in-process transport, their steps alternating. Prints median tokens/s of each, their ratio,
+ * and each stage's measured bubble (the share of its step spent waiting for the other stage) beside
+ * 1F1B's {@code (p−1)/(m+p−1)}.
  */
 final class BenchPipelineCommand implements Main.Command {
   @Override
@@ -91,11 +94,20 @@ final class BenchPipelineCommand implements Main.Command {
         precision,
         steps,
         warmup);
+    // the planner's stage boundaries for two equal 1-thread devices (the head weighs on stage 1)
+    List<Planner.Device> two1 =
+        List.of(
+            new Planner.Device("cpu:0", "local", 16L << 30, 1),
+            new Planner.Device("cpu:1", "local", 16L << 30, 1));
+    Plan split =
+        Planner.plan(Planner.Workload.of(job, config), ParallelSettings.fixed(2, 1, 1), two1)
+            .plan();
+    out.println("pp=2 stages: " + split);
     List<Double> one = new ArrayList<>();
     List<Double> two = new ArrayList<>();
     List<double[]> bubbles = new ArrayList<>();
     try (LocalRun single = new LocalRun(job, Plan.single(config.numLayers()), 2);
-        LocalRun pipeline = new LocalRun(job, Plan.even(2, 1, 1, config.numLayers()), 1)) {
+        LocalRun pipeline = new LocalRun(job, split, 1)) {
       for (int s = 0; s < steps + warmup; s++) {
         long t0 = System.nanoTime();
         var d1 = single.step(s);
@@ -104,9 +116,10 @@ final class BenchPipelineCommand implements Main.Command {
         var d2 = pipeline.step(s);
         double b = d2.tokens() / ((System.nanoTime() - t0) / 1e9);
         String note = s < warmup ? " (warm-up)" : "";
-        double[] bubble = new double[2];
+        double[] bubble = new double[4]; // waiting share of stage 0, 1; busy seconds of 0, 1
         for (StageWorker.Report rep : pipeline.lastReports()) {
           bubble[rep.stage()] = rep.waitSeconds() / rep.seconds();
+          bubble[2 + rep.stage()] = rep.seconds() - rep.waitSeconds();
         }
         out.printf(
             Locale.ROOT,
@@ -139,6 +152,14 @@ final class BenchPipelineCommand implements Main.Command {
         100 * median(bubbles.stream().map(x -> x[1]).toList()),
         m + 1,
         100 * formula);
+    double busy0 = median(bubbles.stream().map(x -> x[2]).toList());
+    double busy1 = median(bubbles.stream().map(x -> x[3]).toList());
+    out.printf(
+        Locale.ROOT,
+        "stage compute per step: %.3f s and %.3f s; with equal stages the waiting would be the"
+            + " bubble alone, the rest is the imbalance of the slower stage%n",
+        busy0,
+        busy1);
     return 0;
   }
 
