@@ -69,6 +69,8 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
   private String plan = "";
   private String planExplanation = "";
   private int runs;
+  // devices a run lost that the receptionist may still list for a moment: not planned on
+  private final java.util.Set<String> lost = new java.util.HashSet<>();
 
   private Coordinator(
       ActorContext<Command> ctx, int snapshotEvery, java.util.function.LongSupplier clock) {
@@ -140,6 +142,9 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
 
   private Effect<JobEvent, JobBook> devices(JobBook book, Devices d) {
     devices = d.devices();
+    java.util.Set<String> listed = new java.util.HashSet<>();
+    for (ActorRef<DeviceActor.Command> device : devices) listed.add(device.path().toString());
+    lost.retainAll(listed);
     described.keySet().retainAll(devices);
     asked.retainAll(devices);
     for (ActorRef<DeviceActor.Command> device : devices) {
@@ -177,6 +182,8 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
           planDevices = List.of();
           if (e.outcome() == DeviceActor.Outcome.STOPPED && !e.reason().isEmpty()) {
             ctx.getLog().warn("run of {} stopped: {}; planning again", e.jobId(), e.reason());
+            String gone = PlanRun.lostDevice(e.reason());
+            if (gone != null) lost.add(gone);
           }
         }
         if (e.outcome() == DeviceActor.Outcome.STOPPED) {
@@ -225,18 +232,20 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
   private void dispatch(JobBook book) {
     Job running = book.current().filter(j -> j.state() == JobState.RUNNING).orElse(null);
     if (running == null || running.id().equals(dispatchedJob) || planRun != null) return;
-    if (devices.isEmpty()) {
+    List<ActorRef<DeviceActor.Command>> usable =
+        devices.stream().filter(d -> !lost.contains(d.path().toString())).toList();
+    if (usable.isEmpty()) {
       planExplanation = "waiting for devices: none registered";
       return;
     }
-    if (!described.keySet().containsAll(devices)) return; // their descriptions are on the way
+    if (!described.keySet().containsAll(usable)) return; // their descriptions are on the way
     JobConfig job;
     Planner.Choice choice;
     try {
       job = JobConfig.parse(running.config(), Path.of(running.name()));
       ModelConfig model = ModelConfig.read(job.model().resolve("config.json"));
       List<Planner.Device> offered = new java.util.ArrayList<>();
-      for (ActorRef<DeviceActor.Command> d : devices) {
+      for (ActorRef<DeviceActor.Command> d : usable) {
         DeviceActor.Description desc = described.get(d);
         offered.add(
             new Planner.Device(
@@ -245,14 +254,14 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
                 desc.device().memoryBytes(),
                 Math.max(1, desc.device().threads())));
       }
-      if (!job.parallel().auto() && job.parallel().worldSize() > devices.size()) {
+      if (!job.parallel().auto() && job.parallel().worldSize() > usable.size()) {
         planExplanation =
             "waiting for devices: the job asks for "
                 + job.parallel()
                 + " ("
                 + job.parallel().worldSize()
                 + " devices), "
-                + devices.size()
+                + usable.size()
                 + " registered";
         return;
       }
@@ -272,7 +281,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
     planExplanation = choice.explanation();
     List<ActorRef<DeviceActor.Command>> chosen = new java.util.ArrayList<>();
     for (Planner.Device d : choice.devices()) {
-      for (ActorRef<DeviceActor.Command> ref : devices) {
+      for (ActorRef<DeviceActor.Command> ref : usable) {
         DeviceActor.Description desc = described.get(ref);
         if (desc.device().id().equals(d.id()) && desc.node().equals(d.node())) chosen.add(ref);
       }

@@ -182,6 +182,16 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
         ctx -> new PlanRun(ctx, runId, jobId, job, plan, devices, reportTo, config));
   }
 
+  private static final String LOST = "device ";
+  private static final String LEFT = " left the cluster";
+
+  /** The path of the device a run ended for, from its end reason; null if it ended otherwise. */
+  static String lostDevice(String reason) {
+    return reason.startsWith(LOST) && reason.endsWith(LEFT)
+        ? reason.substring(LOST.length(), reason.length() - LEFT.length())
+        : null;
+  }
+
   private static final Pattern LAYER = Pattern.compile("\\.layers\\.(\\d+)\\.");
 
   private static int layerOf(String name) {
@@ -201,8 +211,7 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
               return this;
             })
         .onMessage(
-            DeviceGone.class,
-            g -> end(DeviceActor.Outcome.STOPPED, "device " + g.device() + " left the cluster"))
+            DeviceGone.class, g -> end(DeviceActor.Outcome.STOPPED, LOST + g.device() + LEFT))
         .build();
   }
 

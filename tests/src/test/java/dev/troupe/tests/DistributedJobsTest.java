@@ -28,9 +28,11 @@ import org.junit.jupiter.api.io.TempDir;
  * one, one and two CPU devices, and the same fp32 job (fixed seed, no shuffling, tokens data,
  * dropout 0) submitted with plans 1×1×1, pp=2, tp=2, dp=2 and pp=2 × dp=2. Every plan's per-step
  * losses match the job trained in this JVM on one device within 1e-4 relative, and its adapter
- * within 1e-4. pp=2 and dp=2 span two processes (every node's first device sorts before the
- * two-device node's second), tp=2 runs on the two-device node (the planner keeps a stage's shards
- * on one node), pp=2 × dp=2 spans all three.
+ * within 1e-4 relative (per tensor, in norm). LoRA r=128 makes a stage's trainable state (about 1.5
+ * MiB with AdamW's moments) larger than Artery's ordinary 256 KiB frames, so checkpoints gathered
+ * across nodes take the large-message lane. pp=2 and dp=2 span two processes (every node's first
+ * device sorts before the two-device node's second), tp=2 runs on the two-device node (the planner
+ * keeps a stage's shards on one node), pp=2 × dp=2 spans all three.
  */
 class DistributedJobsTest {
   @TempDir Path dir;
@@ -58,7 +60,7 @@ class DistributedJobsTest {
         """
         model = "%s"
         data { train = "%s", format = tokens, shuffle = false }
-        lora { r = 4, alpha = 8, dropout = 0.0, targets = [q_proj, v_proj, o_proj, down_proj] }
+        lora { r = 128, alpha = 256, dropout = 0.0, targets = [q_proj, v_proj, o_proj, down_proj] }
         optimizer { lr = 1e-2, schedule = constant, max-grad-norm = 0.05 }
         batch { global = 8, micro = 2, seq-len = 24 }
         precision { mode = fp32 }
@@ -80,7 +82,7 @@ class DistributedJobsTest {
     return out;
   }
 
-  private static Map<String, float[]> adapter(Path dir) throws Exception {
+  static Map<String, float[]> adapter(Path dir) throws Exception {
     Map<String, float[]> out = new TreeMap<>();
     try (PeftAdapter a = PeftAdapter.open(dir)) {
       var w = a.weights();
@@ -169,12 +171,18 @@ class DistributedJobsTest {
         Map<String, float[]> a = adapter(dir.resolve(p[0] + "/adapter"));
         assertEquals(referenceAdapter.keySet(), a.keySet(), p[0] + ": adapter tensors");
         for (String k : a.keySet()) {
+          // relative to the tensor's norm: AdamW turns float noise in gradients near zero into
+          // steps of up to lr, so single values may differ more than the whole does
           float[] want = referenceAdapter.get(k);
           float[] have = a.get(k);
-          double worst = 0;
-          for (int i = 0; i < want.length; i++)
-            worst = Math.max(worst, Math.abs(want[i] - have[i]));
-          assertTrue(worst <= 1e-4, p[0] + ": " + k + " differs by " + worst);
+          double diff = 0;
+          double norm = 0;
+          for (int i = 0; i < want.length; i++) {
+            diff += (want[i] - have[i]) * (double) (want[i] - have[i]);
+            norm += want[i] * (double) want[i];
+          }
+          double relative = Math.sqrt(diff / norm);
+          assertTrue(relative <= 1e-4, p[0] + ": " + k + " differs by " + relative + " relative");
         }
       }
       JsonNode last =
