@@ -71,6 +71,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
   private int runs;
   // devices a run lost that the receptionist may still list for a moment: not planned on
   private final java.util.Set<String> lost = new java.util.HashSet<>();
+  private PlanRun.Replan replan; // why the next run of the running job starts again, if it does
 
   private Coordinator(
       ActorContext<Command> ctx, int snapshotEvery, java.util.function.LongSupplier clock) {
@@ -183,7 +184,10 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
           if (e.outcome() == DeviceActor.Outcome.STOPPED && !e.reason().isEmpty()) {
             ctx.getLog().warn("run of {} stopped: {}; planning again", e.jobId(), e.reason());
             String gone = PlanRun.lostDevice(e.reason());
-            if (gone != null) lost.add(gone);
+            if (gone != null) {
+              lost.add(gone);
+              replan = new PlanRun.Replan(e.reason(), plan, runs, clock.getAsLong());
+            }
           }
         }
         if (e.outcome() == DeviceActor.Outcome.STOPPED) {
@@ -298,8 +302,18 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
     planRun =
         ctx.spawn(
             PlanRun.create(
-                runId, running.id(), running.config(), job, choice.plan(), chosen, reports),
+                runId,
+                running.id(),
+                running.config(),
+                job,
+                choice.plan(),
+                chosen,
+                reports,
+                usable,
+                running.step(),
+                replan),
             "plan-run-" + runs);
+    replan = null;
   }
 
   /** Stops job {@code id} at the next step boundary (its device checkpoints there). */

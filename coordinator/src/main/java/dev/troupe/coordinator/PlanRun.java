@@ -39,6 +39,7 @@ import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.javadsl.Receive;
+import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
 
 /**
  * Drives one run of a job over several devices: a child of the coordinator, on its node. It hands
@@ -53,7 +54,13 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
  *
  * <p>A stop request ends the run after the step in flight, with a checkpoint; a rank that fails
  * ends it as failed; a device that leaves the cluster ends it as stopped, so that the coordinator
- * plans again on the devices left and the next run resumes from the newest checkpoint.
+ * plans again on the devices left. After every step the first rank of each stage keeps a copy of
+ * the stage's trainable state on its own device and on a buddy device on another node, and waits
+ * for the buddy's acknowledgement before it reports the step applied. A run of a job that has
+ * committed steps first recalls those copies from every device (for {@link #RECALL_WAIT}) and
+ * starts from the last committed step where they cover every layer, else from the newest checkpoint
+ * (and says which steps are computed again). The first step after such a restart writes a {@code
+ * replan} event to metrics.jsonl.
  */
 public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
   /** What the driver understands. */
@@ -69,6 +76,7 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
   record DeviceGone(String device) implements Command {}
 
   private enum Phase {
+    RECALLING,
     PREPARING,
     FIRST_HALF,
     SECOND_HALF,
@@ -97,15 +105,33 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
   private MetricsLog metrics;
   private TensorBoardWriter tb;
 
+  /**
+   * Why a run starts where an earlier one of the same job ended because a device was lost: the
+   * cause, the plan it ran, the count of runs so far and when the coordinator learned of the loss.
+   */
+  public record Replan(String cause, String oldPlan, int generation, long detectedAtMillis) {}
+
+  private final String config;
+  private final List<ActorRef<DeviceActor.Command>> everyDevice;
+  private final long committed;
+  private final Replan replan;
+  private final Map<String, List<RankProtocol.Copy>> recalled = new HashMap<>();
+  private String restoredFrom = "";
+  private boolean replanReported;
+
   private PlanRun(
       ActorContext<Command> ctx,
+      TimerScheduler<Command> timers,
       String runId,
       String jobId,
       JobConfig job,
       Plan plan,
       List<ActorRef<DeviceActor.Command>> devices,
       ActorRef<DeviceActor.Report> reportTo,
-      String config) {
+      String config,
+      List<ActorRef<DeviceActor.Command>> everyDevice,
+      long committed,
+      Replan replan) {
     super(ctx);
     this.runId = runId;
     this.jobId = jobId;
@@ -113,29 +139,114 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
     this.plan = plan;
     this.devices = List.copyOf(devices);
     this.reportTo = reportTo;
+    this.config = config;
+    this.everyDevice = List.copyOf(everyDevice);
+    this.committed = committed;
+    this.replan = replan;
     this.self = ctx.messageAdapter(RankProtocol.FromRank.class, FromRank::new);
     this.store = new CheckpointStore(job.output().resolve("checkpoints"), job.checkpoint().keep());
     for (ActorRef<DeviceActor.Command> d : devices) {
       ctx.watchWith(d, new DeviceGone(d.path().toString()));
     }
     this.scaler = new LossScaler(job.precision().initialLossScale(), 0);
+    if (committed > 0) {
+      // steps were committed: look for copies of the state at that step before the checkpoints
+      phase = Phase.RECALLING;
+      for (ActorRef<DeviceActor.Command> d : this.everyDevice) {
+        d.tell(new RankProtocol.Recall(jobId, self));
+      }
+      timers.startSingleTimer(new RecallOver(), RECALL_WAIT);
+    } else {
+      prepare(Restore.NONE);
+    }
+  }
+
+  /** How long the copies of the trainable state are waited for. */
+  private static final java.time.Duration RECALL_WAIT = java.time.Duration.ofSeconds(3);
+
+  /** The devices had their time to answer (internal). */
+  record RecallOver() implements Command {}
+
+  /** Where a run starts from. */
+  private record Restore(
+      String source,
+      long step,
+      SortedMap<String, TensorData> tensors,
+      long optimizerStep,
+      LossScaler scaler) {
+    static final Restore NONE = new Restore("", 0, new TreeMap<>(), 0, null);
+  }
+
+  /**
+   * The copies that together cover every layer at {@code committed} steps, merged; empty where some
+   * layer has no copy at that step (then the newest checkpoint is the way back).
+   */
+  static Optional<RankProtocol.Copy> covering(
+      List<RankProtocol.Copy> copies, long committed, int layers) {
+    boolean[] covered = new boolean[layers];
+    Map<String, TensorBytes> tensors = new LinkedHashMap<>();
+    RankProtocol.Copy any = null;
+    for (RankProtocol.Copy c : copies) {
+      if (c.steps() != committed) continue;
+      any = c;
+      for (int l = c.firstLayer(); l < Math.min(layers, c.endLayer()); l++) covered[l] = true;
+      tensors.putAll(c.tensors());
+    }
+    for (boolean b : covered) if (!b) return Optional.empty();
+    return Optional.of(
+        new RankProtocol.Copy(
+            0,
+            layers,
+            committed,
+            tensors,
+            any.optimizerStep(),
+            any.lossScale(),
+            any.growthTracker()));
+  }
+
+  /** Starts the ranks from {@code restore}, or from the newest checkpoint where it has nothing. */
+  private void prepare(Restore restore) {
+    phase = Phase.PREPARING;
     long optimizerStep = 0;
     SortedMap<String, TensorData> state = new TreeMap<>();
     try {
       Files.createDirectories(job.output());
-      Optional<Checkpoint> latest = store.latestValid(m -> ctx.getLog().warn(m));
-      if (latest.isPresent()) {
-        TrainingState.Saved saved = TrainingState.read(latest.get());
-        step = saved.state().step();
-        scaler = saved.state().scaler();
-        optimizerStep = saved.optimizerStep();
-        state = saved.tensors();
+      if (!restore.source().isEmpty()) {
+        step = restore.step();
+        scaler = restore.scaler();
+        optimizerStep = restore.optimizerStep();
+        state = restore.tensors();
+        restoredFrom = restore.source();
+      } else {
+        Optional<Checkpoint> latest = store.latestValid(m -> getContext().getLog().warn(m));
+        if (latest.isPresent()) {
+          TrainingState.Saved saved = TrainingState.read(latest.get());
+          step = saved.state().step();
+          scaler = saved.state().scaler();
+          optimizerStep = saved.optimizerStep();
+          state = saved.tensors();
+          restoredFrom = "checkpoint";
+        } else {
+          restoredFrom = "start";
+        }
       }
       metrics = MetricsLog.open(job.output().resolve("metrics.jsonl"), step);
       tb = TensorBoardWriter.open(job.output().resolve("tb"));
     } catch (IOException | RuntimeException e) {
       fail("cannot open the run's output in " + job.output() + ": " + e.getMessage());
       return;
+    }
+    if (committed > step) {
+      getContext()
+          .getLog()
+          .warn(
+              "job {}: no copy of the trainable state after step {} is left; steps {}..{} are"
+                  + " computed again from the {}",
+              jobId,
+              committed,
+              step + 1,
+              committed,
+              restoredFrom);
     }
     for (int r = 0; r < plan.worldSize(); r++) {
       int stage = plan.rank(r).stage();
@@ -147,6 +258,7 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
               mine.put(name, bytes(t));
             }
           });
+      boolean leader = plan.rank(r).shard() == 0 && plan.rank(r).replica() == 0;
       devices
           .get(r)
           .tell(
@@ -162,13 +274,50 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
                   this.devices,
                   mine,
                   optimizerStep,
-                  self));
+                  self,
+                  leader ? buddy(devices.get(r)) : List.of()));
     }
   }
 
   /**
+   * A device on another node than {@code of} to keep copies of its stage's state: the next one
+   * after it in the cluster's device order; none where every device is on its node.
+   */
+  private List<ActorRef<DeviceActor.Command>> buddy(ActorRef<DeviceActor.Command> of) {
+    int at = Math.max(0, everyDevice.indexOf(of));
+    for (int i = 1; i <= everyDevice.size(); i++) {
+      ActorRef<DeviceActor.Command> d = everyDevice.get((at + i) % everyDevice.size());
+      if (!d.path().address().equals(of.path().address())) return List.of(d);
+    }
+    return List.of();
+  }
+
+  private Behavior<Command> recallOver() {
+    if (phase != Phase.RECALLING) return this;
+    List<RankProtocol.Copy> all = new ArrayList<>();
+    recalled.values().forEach(all::addAll);
+    Optional<RankProtocol.Copy> c = covering(all, committed, plan.layers());
+    if (c.isPresent()) {
+      SortedMap<String, TensorData> tensors = new TreeMap<>();
+      c.get().tensors().forEach((k, v) -> tensors.put(k, data(v)));
+      prepare(
+          new Restore(
+              "copies",
+              committed,
+              tensors,
+              c.get().optimizerStep(),
+              new LossScaler(c.get().lossScale(), c.get().growthTracker())));
+    } else {
+      prepare(Restore.NONE);
+    }
+    return phase == Phase.DONE ? Behaviors.stopped() : this;
+  }
+
+  /**
    * The driver of run {@code runId} of job {@code jobId} ({@code config} its job file's text) on
-   * {@code devices}, rank by rank.
+   * {@code devices}, rank by rank; {@code everyDevice} are all the cluster's devices (copies of the
+   * trainable state are looked for on them, and buddies chosen among them), {@code committed} the
+   * job's last committed step, {@code replan} why it runs again (null for a first run).
    */
   public static Behavior<Command> create(
       String runId,
@@ -177,9 +326,27 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
       JobConfig job,
       Plan plan,
       List<ActorRef<DeviceActor.Command>> devices,
-      ActorRef<DeviceActor.Report> reportTo) {
-    return Behaviors.setup(
-        ctx -> new PlanRun(ctx, runId, jobId, job, plan, devices, reportTo, config));
+      ActorRef<DeviceActor.Report> reportTo,
+      List<ActorRef<DeviceActor.Command>> everyDevice,
+      long committed,
+      Replan replan) {
+    return Behaviors.withTimers(
+        timers ->
+            Behaviors.setup(
+                ctx ->
+                    new PlanRun(
+                        ctx,
+                        timers,
+                        runId,
+                        jobId,
+                        job,
+                        plan,
+                        devices,
+                        reportTo,
+                        config,
+                        everyDevice,
+                        committed,
+                        replan)));
   }
 
   private static final String LOST = "device ";
@@ -203,11 +370,14 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
   public Receive<Command> createReceive() {
     return newReceiveBuilder()
         .onMessage(FromRank.class, f -> answer(f.message()))
+        .onMessage(RecallOver.class, o -> recallOver())
         .onMessage(
             Stop.class,
             s -> {
               stopRequested = true;
-              if (phase == Phase.PREPARING) return end(DeviceActor.Outcome.STOPPED, "");
+              if (phase == Phase.PREPARING || phase == Phase.RECALLING) {
+                return end(DeviceActor.Outcome.STOPPED, "");
+              }
               return this;
             })
         .onMessage(
@@ -218,6 +388,10 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
   private Behavior<Command> answer(RankProtocol.FromRank m) {
     if (phase == Phase.DONE) return this;
     switch (m) {
+      case RankProtocol.Copies c when phase == Phase.RECALLING -> {
+        recalled.put(c.device(), c.copies());
+        if (recalled.size() == everyDevice.size()) return recallOver();
+      }
       case RankProtocol.RankFailed f -> {
         if (!f.runId().equals(runId)) return this;
         return end(DeviceActor.Outcome.FAILED, "rank " + f.rank() + ": " + f.reason());
@@ -289,8 +463,17 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
                 job.optimizer().schedule(), step, total, job.optimizer().warmupSteps());
     phase = Phase.SECOND_HALF;
     answers.clear();
+    LossScaler after = fp16(step) ? scaler.update(decision.skipped()) : scaler;
     for (ActorRef<DeviceActor.Command> d : devices) {
-      d.tell(new RankProtocol.Apply(runId, step, decision.clip(), decision.update(), lr));
+      d.tell(
+          new RankProtocol.Apply(
+              runId,
+              step,
+              decision.clip(),
+              decision.update(),
+              lr,
+              after.scale(),
+              after.growthTracker()));
     }
     return this;
   }
@@ -322,6 +505,24 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
       return end(DeviceActor.Outcome.FAILED, "cannot write metrics: " + e.getMessage());
     }
     step++;
+    if (replan != null && !replanReported) {
+      replanReported = true;
+      Map<String, Object> e = new LinkedHashMap<>();
+      e.put("event", "replan");
+      e.put("cause", replan.cause());
+      e.put("generation", replan.generation());
+      e.put("old_plan", replan.oldPlan());
+      e.put("new_plan", plan.toString());
+      e.put("restored_from", restoredFrom);
+      e.put("committed_step", committed);
+      e.put("resumed_at_step", step - 1);
+      e.put("recover_ms", System.currentTimeMillis() - replan.detectedAtMillis());
+      try {
+        metrics.write(e);
+      } catch (IOException x) {
+        return end(DeviceActor.Outcome.FAILED, "cannot write metrics: " + x.getMessage());
+      }
+    }
     reportTo.tell(new DeviceActor.StepDone(jobId, step, total, decision.loss(), tokensPerS));
     boolean end = step >= total;
     boolean due = step % job.checkpoint().every() == 0;

@@ -105,13 +105,48 @@ public final class DeviceActor {
   private record Where(
       DeviceInfo device, String node, PrintStream log, boolean terminal, Hosted hosted) {}
 
-  /** The rank this device holds for a distributed run, if any (touched by the actor only). */
+  /**
+   * The rank this device holds for a distributed run, if any, and the copies of trainable state it
+   * keeps for the running job (touched by the actor only).
+   */
   private static final class Hosted {
     RankHost host;
+    String copiesOf = "";
+    final java.util.List<RankProtocol.Copy> copies = new java.util.ArrayList<>();
+
+    /** Keeps {@code c}; of each layer range the two newest copies, of one job. */
+    void keep(String jobId, RankProtocol.Copy c) {
+      if (!jobId.equals(copiesOf)) {
+        copies.clear();
+        copiesOf = jobId;
+      }
+      copies.removeIf(x -> x.firstLayer() == c.firstLayer() && x.steps() == c.steps());
+      copies.add(c);
+      java.util.List<RankProtocol.Copy> same =
+          copies.stream()
+              .filter(x -> x.firstLayer() == c.firstLayer() && x.endLayer() == c.endLayer())
+              .sorted(java.util.Comparator.comparingLong(RankProtocol.Copy::steps).reversed())
+              .toList();
+      for (int i = 2; i < same.size(); i++) copies.remove(same.get(i));
+    }
   }
 
   private static Behavior<Command> rank(Where at, RankProtocol.ToRank m) {
     Hosted h = at.hosted();
+    if (m instanceof RankProtocol.Keep k) {
+      h.keep(k.jobId(), k.copy());
+      for (ActorRef<Command> ack : k.ackTo()) {
+        ack.tell(new RankProtocol.Kept(k.runId(), k.copy().firstLayer(), k.copy().steps()));
+      }
+      return Behaviors.same();
+    }
+    if (m instanceof RankProtocol.Recall r) {
+      java.util.List<RankProtocol.Copy> mine =
+          r.jobId().equals(h.copiesOf) ? java.util.List.copyOf(h.copies) : java.util.List.of();
+      r.replyTo()
+          .tell(new RankProtocol.Copies(r.jobId(), at.device().id() + "@" + at.node(), mine));
+      return Behaviors.same();
+    }
     if (m instanceof RankProtocol.Prepare p) {
       if (h.host != null) h.host.release();
       PrintStream quiet = new PrintStream(java.io.OutputStream.nullOutputStream());
@@ -126,6 +161,9 @@ public final class DeviceActor {
           case RankProtocol.Exchange e -> e.runId();
           case RankProtocol.Release r -> r.runId();
           case RankProtocol.Prepare p -> p.runId();
+          case RankProtocol.Kept k -> k.runId();
+          case RankProtocol.Keep k -> k.runId();
+          case RankProtocol.Recall r -> "";
         };
     if (h.host == null || !h.host.runId().equals(runId)) return Behaviors.same(); // an old run's
     switch (m) {
@@ -137,7 +175,10 @@ public final class DeviceActor {
         h.host.release();
         h.host = null;
       }
+      case RankProtocol.Kept k -> h.host.kept(k);
       case RankProtocol.Prepare p -> {}
+      case RankProtocol.Keep k -> {}
+      case RankProtocol.Recall r -> {}
     }
     return Behaviors.same();
   }

@@ -42,6 +42,7 @@ final class RankHost {
   private final ConcurrentHashMap<String, BlockingQueue<TensorBytes>> inbox =
       new ConcurrentHashMap<>();
   private volatile String aborted;
+  private final BlockingQueue<Long> kept = new LinkedBlockingQueue<>();
   private StageWorker worker; // touched only on the thread
 
   RankHost(Prepare p, DeviceInfo device, PrintStream log) {
@@ -101,8 +102,50 @@ final class RankHost {
     run(
         () -> {
           worker.apply(a.step(), a.clip(), !a.update(), a.lr());
+          if (worker.rank().shard() == 0 && worker.rank().replica() == 0) keepCopies(a);
           prepare.driver().tell(new Applied(runId(), prepare.rank(), a.step()));
         });
+  }
+
+  /**
+   * The first rank of a stage keeps a copy of the stage's state after every step on its own device
+   * and on its buddy on another node, and waits until the buddy has it: a step the driver commits
+   * then survives the loss of any one node.
+   */
+  private void keepCopies(RankProtocol.Apply a) {
+    Plan plan = new Plan(prepare.pp(), prepare.tp(), prepare.dp(), prepare.boundaries());
+    int stage = worker.rank().stage();
+    Map<String, TensorBytes> tensors = new LinkedHashMap<>();
+    worker.state().forEach((k, v) -> tensors.put(k, bytes(v)));
+    RankProtocol.Copy copy =
+        new RankProtocol.Copy(
+            plan.firstLayer(stage),
+            plan.endLayer(stage),
+            a.step() + 1,
+            tensors,
+            worker.optimizerStep(),
+            a.lossScale(),
+            a.growthTracker());
+    ActorRef<DeviceActor.Command> self = prepare.peers().get(prepare.rank());
+    self.tell(new RankProtocol.Keep(runId(), prepare.jobId(), copy, java.util.List.of()));
+    for (ActorRef<DeviceActor.Command> buddy : prepare.buddy()) {
+      buddy.tell(new RankProtocol.Keep(runId(), prepare.jobId(), copy, java.util.List.of(self)));
+      try {
+        while (true) {
+          Long steps = kept.poll(100, TimeUnit.MILLISECONDS);
+          if (steps != null && steps == a.step() + 1) break;
+          if (aborted != null) throw new Transport.TransportException(aborted);
+        }
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new Transport.TransportException("interrupted");
+      }
+    }
+  }
+
+  /** The buddy has kept the copy of {@code k.steps()} steps. */
+  void kept(RankProtocol.Kept k) {
+    kept.add(k.steps());
   }
 
   void collect() {

@@ -17,7 +17,7 @@ public final class RankProtocol {
 
   /** What a device actor hears as a rank. */
   public sealed interface ToRank extends DeviceActor.Command
-      permits Prepare, Go, Apply, Collect, Exchange, Release {}
+      permits Prepare, Go, Apply, Collect, Exchange, Release, Keep, Kept, Recall {}
 
   /**
    * Takes rank {@code rank} of plan {@code pp × tp × dp} (stage boundaries {@code boundaries}) of
@@ -25,6 +25,8 @@ public final class RankProtocol {
    * tensors for its stage, empty for a fresh start) with AdamW at {@code optimizerStep}.
    *
    * @param peers the device actor of every rank, in rank order
+   * @param buddy where a stage's first rank sends a copy of its state after every step: a device on
+   *     another node (empty where there is none)
    */
   public record Prepare(
       String runId,
@@ -38,15 +40,57 @@ public final class RankProtocol {
       List<ActorRef<DeviceActor.Command>> peers,
       Map<String, TensorBytes> state,
       long optimizerStep,
-      ActorRef<FromRank> driver)
+      ActorRef<FromRank> driver,
+      List<ActorRef<DeviceActor.Command>> buddy)
       implements ToRank {}
 
   /** Runs the first half of 0-based step {@code step}: forward, backward, gradient sum. */
   public record Go(String runId, long step, double lossScale) implements ToRank {}
 
-  /** Runs the second half: the update, unless {@code update} is false. */
-  public record Apply(String runId, long step, double clip, boolean update, double lr)
+  /**
+   * Runs the second half: the update, unless {@code update} is false. {@code lossScale} and {@code
+   * growthTracker} are the loss scaler's state after this step, kept with the copies of the state.
+   */
+  public record Apply(
+      String runId,
+      long step,
+      double clip,
+      boolean update,
+      double lr,
+      double lossScale,
+      int growthTracker)
       implements ToRank {}
+
+  /**
+   * Keep this copy of the trainable state of layers {@code [firstLayer, endLayer)} of job {@code
+   * jobId} after {@code steps} steps (a device keeps the two newest of each layer range, of one
+   * job); answered with {@link Kept} to {@code ackTo} when given.
+   */
+  public record Keep(
+      String runId, String jobId, Copy copy, List<ActorRef<DeviceActor.Command>> ackTo)
+      implements ToRank {}
+
+  /** A copy was kept (internal to the ranks). */
+  public record Kept(String runId, int firstLayer, long steps) implements ToRank {}
+
+  /**
+   * Asks for the copies a device keeps of job {@code jobId}'s state; answered with {@link Copies}.
+   */
+  public record Recall(String jobId, ActorRef<FromRank> replyTo) implements ToRank {}
+
+  /**
+   * A copy of the trainable state of some layers after {@code steps} steps: tensors keyed as a
+   * checkpoint keeps them, AdamW's step count and the loss scaler's state.
+   */
+  public record Copy(
+      int firstLayer,
+      int endLayer,
+      long steps,
+      Map<String, TensorBytes> tensors,
+      long optimizerStep,
+      double lossScale,
+      int growthTracker)
+      implements ClusterMessage {}
 
   /** Asks for the stage's trainable state (LoRA pairs and AdamW moments). */
   public record Collect(String runId) implements ToRank {}
@@ -60,7 +104,7 @@ public final class RankProtocol {
 
   /** What a rank answers its driver. */
   public sealed interface FromRank extends ClusterMessage
-      permits Ready, Half, Applied, State, RankFailed {}
+      permits Ready, Half, Applied, State, RankFailed, Copies {}
 
   /** The rank is loaded; the job has {@code totalSteps} steps. */
   public record Ready(String runId, int rank, String device, long totalSteps) implements FromRank {}
@@ -86,6 +130,9 @@ public final class RankProtocol {
   /** The stage's trainable state, keyed as a checkpoint keeps it. */
   public record State(String runId, int rank, Map<String, TensorBytes> tensors, long optimizerStep)
       implements FromRank {}
+
+  /** The copies device {@code device} keeps of job {@code jobId}'s state. */
+  public record Copies(String jobId, String device, List<Copy> copies) implements FromRank {}
 
   /** The rank failed; the run cannot go on. */
   public record RankFailed(String runId, int rank, String reason) implements FromRank {}

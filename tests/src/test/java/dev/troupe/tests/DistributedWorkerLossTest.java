@@ -23,10 +23,12 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * A job over two devices (pp=2) loses a node that holds one of its stages (kill -9): the driver
  * sees the device go, the coordinator plans again on the devices left (the spare worker takes the
- * lost stage), and the new run resumes from the newest checkpoint. The job completes, every step is
- * in metrics.jsonl once, and losses and adapter match the same job trained in one go on one device
- * (fp32, no shuffling, dropout 0). The steps since that checkpoint are computed again: copies of
- * the trainable state on other nodes are not built yet.
+ * lost stage), and the new run restores the trainable state of the last committed step from the
+ * copies every stage keeps on its own device and on a buddy on another node: there is no checkpoint
+ * to go back to (checkpoint.every is beyond the job's length), and no step is computed twice. The
+ * job completes, every step is in metrics.jsonl once, the replan event says where the state came
+ * from, and losses and adapter match the same job trained in one go on one device (fp32, no
+ * shuffling, dropout 0).
  */
 class DistributedWorkerLossTest {
   @TempDir Path dir;
@@ -62,7 +64,7 @@ class DistributedWorkerLossTest {
         batch { global = 8, micro = 2, seq-len = 24 }
         precision { mode = fp32 }
         steps = 60
-        checkpoint { every = 5, keep = 2 }
+        checkpoint { every = 1000, keep = 2 }
         output = "%s"
         seed = 9
         threads = 1
@@ -165,10 +167,20 @@ class DistributedWorkerLossTest {
     }
     System.out.printf(
         "pp=2 worker killed after step %d; a step past it committed by the new plan %.1f s later"
-            + " (Pekko's failure detector defaults, split-brain resolver stable-after 4 s; the"
-            + " steps since the last checkpoint are redone)%n",
+            + " (Pekko's failure detector defaults, split-brain resolver stable-after 4 s)%n",
         stepAtKill, recovery);
 
+    JsonNode replan = null;
+    for (String line : Files.readAllLines(dir.resolve("job/metrics.jsonl"))) {
+      if (line.contains("\"replan\"")) replan = new ObjectMapper().readTree(line);
+    }
+    assertTrue(replan != null, "a replan event in metrics.jsonl");
+    System.out.println("replan event: " + replan);
+    assertEquals("copies", replan.path("restored_from").asText(), replan.toString());
+    assertEquals(
+        replan.path("committed_step").asLong(),
+        replan.path("resumed_at_step").asLong(),
+        "no committed step is computed again: " + replan);
     List<JsonNode> steps = TrainingJobs.steps(dir.resolve("job/metrics.jsonl"));
     assertEquals(60, steps.size(), "every step once");
     for (int i = 0; i < steps.size(); i++) assertEquals(i + 1, steps.get(i).get("step").asInt());
