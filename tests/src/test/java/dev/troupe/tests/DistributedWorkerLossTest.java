@@ -86,7 +86,8 @@ class DistributedWorkerLossTest {
         conf,
         """
         troupe.client { contacts = ["%s"], timeout = 30s }
-        pekko.cluster.split-brain-resolver.stable-after = 4s
+        pekko.cluster.split-brain-resolver.stable-after = 3s
+        pekko.cluster.failure-detector.acceptable-heartbeat-pause = 2s
         """
             .formatted(contact));
     List<Nodes.Node> nodes = new ArrayList<>();
@@ -167,7 +168,8 @@ class DistributedWorkerLossTest {
     }
     System.out.printf(
         "pp=2 worker killed after step %d; a step past it committed by the new plan %.1f s later"
-            + " (Pekko's failure detector defaults, split-brain resolver stable-after 4 s)%n",
+            + " (failure detector: acceptable-heartbeat-pause 2 s, split-brain resolver"
+            + " stable-after 3 s)%n",
         stepAtKill, recovery);
 
     JsonNode replan = null;
