@@ -138,7 +138,24 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
 
   @Override
   public SignalHandler<JobBook> signalHandler() {
-    return newSignalHandlerBuilder().onSignal(RecoveryCompleted.instance(), this::dispatch).build();
+    return newSignalHandlerBuilder()
+        .onSignal(
+            RecoveryCompleted.instance(),
+            book -> {
+              // a job that was running when the coordinator stopped runs again from here
+              book.current()
+                  .filter(j -> j.state() == JobState.RUNNING && j.step() > 0)
+                  .ifPresent(
+                      j ->
+                          replan =
+                              new PlanRun.Replan(
+                                  "the coordinator recovered the job from its journal",
+                                  "",
+                                  runs,
+                                  clock.getAsLong()));
+              dispatch(book);
+            })
+        .build();
   }
 
   private Effect<JobEvent, JobBook> devices(JobBook book, Devices d) {

@@ -110,11 +110,15 @@ public final class DeviceActor {
    * keeps for the running job (touched by the actor only).
    */
   private static final class Hosted {
+    static final int KEPT = 4;
     RankHost host;
     String copiesOf = "";
     final java.util.List<RankProtocol.Copy> copies = new java.util.ArrayList<>();
 
-    /** Keeps {@code c}; of each layer range the two newest copies, of one job. */
+    /**
+     * Keeps {@code c}; of each layer range the four newest copies, of one job (a coordinator that
+     * takes over knows the steps its journal committed, which may lag the ranks by a step or two).
+     */
     void keep(String jobId, RankProtocol.Copy c) {
       if (!jobId.equals(copiesOf)) {
         copies.clear();
@@ -127,7 +131,7 @@ public final class DeviceActor {
               .filter(x -> x.firstLayer() == c.firstLayer() && x.endLayer() == c.endLayer())
               .sorted(java.util.Comparator.comparingLong(RankProtocol.Copy::steps).reversed())
               .toList();
-      for (int i = 2; i < same.size(); i++) copies.remove(same.get(i));
+      for (int i = KEPT; i < same.size(); i++) copies.remove(same.get(i));
     }
   }
 

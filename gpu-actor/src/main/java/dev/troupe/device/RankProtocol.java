@@ -63,7 +63,7 @@ public final class RankProtocol {
 
   /**
    * Keep this copy of the trainable state of layers {@code [firstLayer, endLayer)} of job {@code
-   * jobId} after {@code steps} steps (a device keeps the two newest of each layer range, of one
+   * jobId} after {@code steps} steps (a device keeps the four newest of each layer range, of one
    * job); answered with {@link Kept} to {@code ackTo} when given.
    */
   public record Keep(

@@ -28,8 +28,9 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * The coordinator on PostgreSQL (Debian's package; each test starts a throwaway server as the
  * postgres user): the job survives the loss of the coordinator's node, whether another node is
- * started on the same journal or a surviving coordinator node takes the singleton over. Skipped
- * where PostgreSQL is not installed ({@code .ci/run} installs it).
+ * started on the same journal or a surviving coordinator node takes the singleton over; a job over
+ * two devices goes on from its last committed step, its state recalled from the workers' copies.
+ * Skipped where PostgreSQL is not installed ({@code .ci/run} installs it).
  */
 class PostgresJournalTest {
   @TempDir Path dir;
@@ -226,5 +227,104 @@ class PostgresJournalTest {
             + " later (stable-after 4 s)%n",
         stepAtKill, moved.path("step").asLong(), seconds);
     assertEveryStepOnce(300);
+  }
+
+  @Test
+  void aJobOverTwoDevicesGoesOnWhenTheCoordinatorsNodeDies() throws Exception {
+    ParallelPlansTest.writeModelAndData(dir);
+    Path jobFile = dir.resolve("job.conf");
+    Files.writeString(
+        jobFile,
+        """
+        model = "%s"
+        data { train = "%s", format = tokens, shuffle = false }
+        lora { r = 4, alpha = 8, dropout = 0.0, targets = [q_proj, v_proj, down_proj] }
+        optimizer { lr = 5e-3, schedule = cosine, warmup-steps = 3 }
+        batch { global = 8, micro = 2, seq-len = 24 }
+        precision { mode = fp32 }
+        steps = 200
+        checkpoint { every = 1000 }
+        output = "%s"
+        seed = 9
+        threads = 1
+        parallel { pp = 2 }
+        """
+            .formatted(dir.resolve("model"), dir.resolve("train.jsonl"), dir.resolve("job")));
+    int p1 = Nodes.freePort();
+    int p2 = Nodes.freePort();
+    Path conf =
+        config(
+            "pekko.cluster.split-brain-resolver.stable-after = 3s\n"
+                + "pekko.cluster.failure-detector.acceptable-heartbeat-pause = 2s",
+            p1,
+            p2);
+    String seed = "127.0.0.1:" + p1;
+    Nodes.Node first = node("a", conf, "--port", "" + p1, "--devices", "none");
+    Nodes.await(first, "troupe node up: pekko://troupe@127.0.0.1:" + p1 + " devices=0");
+    node("b", conf, "--port", "" + p2, "--seeds", seed, "--devices", "none");
+    Nodes.await(first, "troupe node: member up pekko://troupe@127.0.0.1:" + p2);
+    for (String w : List.of("c", "d")) {
+      int port = Nodes.freePort();
+      node(
+          w,
+          conf,
+          "--port",
+          "" + port,
+          "--seeds",
+          seed,
+          "--roles",
+          "worker",
+          "--devices",
+          "cpu:1",
+          "--threads-per-device",
+          "1");
+      Nodes.await(first, "troupe node: member up pekko://troupe@127.0.0.1:" + port);
+    }
+    submit(conf, jobFile);
+    JsonNode running = await(conf, j -> j.path("step").asLong() >= 12, "reached step 12");
+    assertTrue(running.path("plan").asText().startsWith("pp=2"), running.toString());
+    long killed = System.nanoTime();
+    first.process().destroyForcibly();
+    long stepAtKill = running.path("step").asLong();
+    JsonNode moved = await(conf, j -> j.path("step").asLong() > stepAtKill, "moved on");
+    double seconds = (System.nanoTime() - killed) / 1e9;
+    JsonNode done = await(conf, j -> j.path("state").asText().equals("COMPLETED"), "completed");
+    assertEquals(200, done.path("step").asLong());
+    System.out.printf(
+        "pp=2 job: coordinator's node killed at step %d or later; the singleton on b committed"
+            + " step %d %.1f s later (acceptable-heartbeat-pause 2 s, stable-after 3 s)%n",
+        stepAtKill, moved.path("step").asLong(), seconds);
+    assertEveryStepOnce(200);
+    JsonNode replan = null;
+    for (String line : Files.readAllLines(dir.resolve("job/metrics.jsonl"))) {
+      if (line.contains("\"replan\"")) replan = new ObjectMapper().readTree(line);
+    }
+    System.out.println("replan event: " + replan);
+    assertTrue(replan != null, "a replan event");
+    assertEquals("copies", replan.path("restored_from").asText(), replan.toString());
+    assertEquals(replan.path("committed_step").asLong(), replan.path("resumed_at_step").asLong());
+    Path direct = dir.resolve("direct.conf");
+    Files.writeString(
+        direct,
+        Files.readString(jobFile)
+            .replace("parallel { pp = 2 }", "parallel { pp = 1 }")
+            .replace(dir.resolve("job").toString(), dir.resolve("direct").toString()));
+    new dev.troupe.pipeline.train.Trainer(
+            dev.troupe.pipeline.job.JobConfig.load(direct),
+            new PrintStream(new ByteArrayOutputStream()),
+            false)
+        .run();
+    List<JsonNode> a = TrainingJobs.steps(dir.resolve("job/metrics.jsonl"));
+    List<JsonNode> b = TrainingJobs.steps(dir.resolve("direct/metrics.jsonl"));
+    double worst = 0;
+    for (int i = 0; i < 200; i++) {
+      worst =
+          Math.max(
+              worst,
+              Math.abs(a.get(i).get("loss").asDouble() / b.get(i).get("loss").asDouble() - 1));
+    }
+    System.out.printf(
+        "losses against one device in one go: worst relative difference %.2e%n", worst);
+    assertTrue(worst <= 1e-4, "losses differ by " + worst);
   }
 }
