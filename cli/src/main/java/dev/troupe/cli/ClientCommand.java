@@ -152,6 +152,9 @@ final class ClientCommand implements Main.Command {
               for (String l : all.planExplanation().split("\n")) {
                 if (!l.isBlank()) out.println("  " + l);
               }
+              if (!all.lastRecovery().isEmpty()) {
+                out.println("last recovery: " + all.lastRecovery());
+              }
             }
           }
         }
@@ -217,6 +220,7 @@ final class ClientCommand implements Main.Command {
       n.put("device", all.runningOn());
       n.put("plan_explanation", all.planExplanation());
     }
+    if (!all.lastRecovery().isEmpty()) n.put("last_recovery", all.lastRecovery());
     n.put("devices", all.devices().size());
     n.put("members", all.members().size());
     n.put("submitted_at_ms", j.submittedAtMillis());

@@ -72,6 +72,9 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
   // devices a run lost that the receptionist may still list for a moment: not planned on
   private final java.util.Set<String> lost = new java.util.HashSet<>();
   private PlanRun.Replan replan; // why the next run of the running job starts again, if it does
+  private PlanRun.Replan recovering; // the re-plan whose first step is awaited
+  private String recoveringJob;
+  private String lastRecovery = "";
 
   private Coordinator(
       ActorContext<Command> ctx, int snapshotEvery, java.util.function.LongSupplier clock) {
@@ -124,6 +127,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
         .onCommand(Control.class, this::control)
         .onCommand(ListJobs.class, (book, c) -> Effect().reply(c.replyTo(), jobs(book)))
         .onCommand(Devices.class, this::devices)
+        .onCommand(CoordinatorProtocol.RecordReplan.class, (book, r) -> Effect().persist(r.event()))
         .onCommand(
             CoordinatorProtocol.Described.class,
             (book, d) -> {
@@ -177,18 +181,43 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
       }
     }
     if (dispatchedTo != null && !devices.contains(dispatchedTo)) {
+      replan =
+          new PlanRun.Replan(
+              "device " + dispatchedTo.path() + " left the cluster", plan, runs, clock.getAsLong());
       dispatchedJob = null; // its device is gone: send the job again (it resumes from a checkpoint)
       dispatchedTo = null;
     }
-    // a run over several devices notices a lost device itself (it watches them) and ends
+    // a run over several devices ends when one of its devices leaves the listing (the
+    // receptionist drops a node's services once it is unreachable, well before the node is
+    // downed and removed, which is when the run's own watch fires)
+    if (planRun != null) {
+      for (ActorRef<DeviceActor.Command> used : planDevices) {
+        if (!devices.contains(used)) {
+          planRun.tell(new PlanRun.DeviceGone(used.path().toString()));
+          break;
+        }
+      }
+    }
     dispatch(book);
     return Effect().none();
   }
 
   private Effect<JobEvent, JobBook> report(JobBook book, DeviceReport r) {
     return switch (r.report()) {
-      case DeviceActor.StepDone s ->
-          persist(book.stepDone(s.jobId(), s.step(), s.total(), s.loss(), s.tokensPerS()));
+      case DeviceActor.StepDone s -> {
+        if (recovering != null && s.jobId().equals(recoveringJob)) {
+          lastRecovery =
+              String.format(
+                  java.util.Locale.ROOT,
+                  "%s: step %d committed %.1f s after %s",
+                  s.jobId(),
+                  s.step(),
+                  (clock.getAsLong() - recovering.detectedAtMillis()) / 1000.0,
+                  recovering.cause());
+          recovering = null;
+        }
+        yield persist(book.stepDone(s.jobId(), s.step(), s.total(), s.loss(), s.tokensPerS()));
+      }
       case DeviceActor.RunEnded e -> {
         if (e.jobId().equals(dispatchedJob)) {
           dispatchedJob = null;
@@ -242,7 +271,8 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
         running == null ? "" : running,
         running == null ? "" : on,
         running == null ? "" : plan,
-        planExplanation);
+        planExplanation,
+        lastRecovery);
   }
 
   /**
@@ -307,6 +337,22 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
         if (desc.device().id().equals(d.id()) && desc.node().equals(d.node())) chosen.add(ref);
       }
     }
+    PlanRun.Replan why = replan;
+    replan = null;
+    if (why != null) {
+      ctx.getSelf()
+          .tell(
+              new CoordinatorProtocol.RecordReplan(
+                  new JobEvent.JobReplanned(
+                      running.id(),
+                      why.cause(),
+                      why.generation(),
+                      why.oldPlan(),
+                      plan,
+                      clock.getAsLong())));
+      recovering = why;
+      recoveringJob = running.id();
+    }
     if (choice.plan().worldSize() == 1) {
       dispatchedTo = chosen.get(0);
       dispatchedJob = running.id();
@@ -328,9 +374,8 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
                 reports,
                 usable,
                 running.step(),
-                replan),
+                why),
             "plan-run-" + runs);
-    replan = null;
   }
 
   /** Stops job {@code id} at the next step boundary (its device checkpoints there). */

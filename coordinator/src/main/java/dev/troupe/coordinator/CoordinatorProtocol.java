@@ -27,6 +27,9 @@ public final class CoordinatorProtocol {
   /** The device actors the receptionist lists now, in a fixed order (internal). */
   record Devices(List<ActorRef<DeviceActor.Command>> devices) implements Command {}
 
+  /** Journals a re-plan (internal: planning happens outside the command handlers' effects). */
+  record RecordReplan(JobEvent.JobReplanned event) implements Command {}
+
   /** A device's description, or null where it did not answer (internal). */
   record Described(ActorRef<DeviceActor.Command> device, DeviceActor.Description description)
       implements Command {}
@@ -56,6 +59,8 @@ public final class CoordinatorProtocol {
    * @param runningOn the paths of the devices it runs on, rank by rank ("" if none)
    * @param plan the running job's plan ({@code pp=1 tp=1 dp=1 ...}; "" if none)
    * @param planExplanation why the planner chose it, in a few lines, or why the job waits
+   * @param lastRecovery the last re-plan of a job and the time from learning of its cause to the
+   *     next committed step ("" if none since this coordinator started)
    */
   public record Jobs(
       List<Job> jobs,
@@ -64,6 +69,7 @@ public final class CoordinatorProtocol {
       String runningJob,
       String runningOn,
       String plan,
-      String planExplanation)
+      String planExplanation,
+      String lastRecovery)
       implements Reply {}
 }

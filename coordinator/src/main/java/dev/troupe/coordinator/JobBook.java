@@ -147,6 +147,7 @@ public record JobBook(long submitted, List<Job> jobs) implements ClusterMessage 
               Double.NaN));
       return new JobBook(submitted + 1, next);
     }
+    if (e instanceof JobEvent.JobReplanned) return this; // history: the queue is as it was
     if (e instanceof StepCommitted c) {
       List<Job> next = new ArrayList<>(jobs.size());
       for (Job j : jobs)
@@ -173,6 +174,7 @@ public record JobBook(long submitted, List<Job> jobs) implements ClusterMessage 
       }
       case JobSubmitted s -> throw new AssertionError();
       case StepCommitted s -> throw new AssertionError();
+      case JobEvent.JobReplanned r -> throw new AssertionError();
     }
     List<Job> next = new ArrayList<>(jobs.size());
     for (Job j : jobs) next.add(j.id().equals(e.jobId()) ? j.withState(state, reason) : j);

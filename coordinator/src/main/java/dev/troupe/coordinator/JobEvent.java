@@ -32,4 +32,13 @@ public sealed interface JobEvent extends ClusterMessage {
 
   /** The running job failed. */
   record JobFailed(String jobId, String reason) implements JobEvent {}
+
+  /**
+   * The running job was planned again after {@code cause} (a device lost, the coordinator
+   * recovered): from {@code oldPlan} ("" where not known) to {@code newPlan}. History only: the
+   * queue is unchanged by it.
+   */
+  record JobReplanned(
+      String jobId, String cause, int generation, String oldPlan, String newPlan, long atMillis)
+      implements JobEvent {}
 }

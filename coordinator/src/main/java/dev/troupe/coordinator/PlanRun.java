@@ -72,7 +72,7 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
   /** Ends the run after the step in flight, with a checkpoint. */
   public record Stop() implements Command {}
 
-  /** A device of the run is gone. */
+  /** A device of the run is gone: its watch fired, or the receptionist no longer lists it. */
   record DeviceGone(String device) implements Command {}
 
   private enum Phase {

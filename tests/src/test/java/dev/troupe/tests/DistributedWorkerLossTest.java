@@ -158,6 +158,8 @@ class DistributedWorkerLossTest {
         Thread.sleep(1000);
         s = status(conf);
       }
+      System.out.println("status: last recovery: " + s.path("last_recovery").asText());
+      assertTrue(s.path("last_recovery").asText().contains("left the cluster"), s.toString());
     } catch (Throwable t) {
       for (Nodes.Node n : nodes) {
         System.out.println("node " + n + ", stderr:\n" + Files.readString(n.stderr()));
