@@ -13,14 +13,11 @@ import dev.troupe.pipeline.lora.LoraTarget;
 import dev.troupe.pipeline.lora.PeftAdapter;
 import dev.troupe.pipeline.metrics.MetricsLog;
 import dev.troupe.pipeline.metrics.TensorBoardWriter;
-import dev.troupe.pipeline.safetensors.DType;
 import dev.troupe.pipeline.safetensors.TensorData;
 import dev.troupe.pipeline.train.LossScaler;
 import dev.troupe.pipeline.train.LrSchedule;
 import dev.troupe.pipeline.train.TrainingState;
 import java.io.IOException;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.util.ArrayList;
 import java.util.EnumSet;
@@ -255,7 +252,7 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
           (name, t) -> {
             int layer = layerOf(name);
             if (layer >= plan.firstLayer(stage) && layer < plan.endLayer(stage)) {
-              mine.put(name, bytes(t));
+              mine.put(name, TensorBytes.of(t));
             }
           });
       boolean leader = plan.rank(r).shard() == 0 && plan.rank(r).replica() == 0;
@@ -299,7 +296,7 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
     Optional<RankProtocol.Copy> c = covering(all, committed, plan.layers());
     if (c.isPresent()) {
       SortedMap<String, TensorData> tensors = new TreeMap<>();
-      c.get().tensors().forEach((k, v) -> tensors.put(k, data(v)));
+      c.get().tensors().forEach((k, v) -> tensors.put(k, v.toTensorData()));
       prepare(
           new Restore(
               "copies",
@@ -555,7 +552,8 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
       optimizerStep = s.optimizerStep();
       s.tensors()
           .forEach(
-              (name, t) -> (name.startsWith("exp_avg") ? moments : adapter).put(name, data(t)));
+              (name, t) ->
+                  (name.startsWith("exp_avg") ? moments : adapter).put(name, t.toTensorData()));
     }
     try {
       TrainingState.save(
@@ -597,19 +595,5 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
   private void fail(String reason) {
     phase = Phase.DONE;
     reportTo.tell(new DeviceActor.RunEnded(jobId, DeviceActor.Outcome.FAILED, reason));
-  }
-
-  static TensorBytes bytes(TensorData t) {
-    ByteBuffer src = t.bytes().duplicate();
-    byte[] out = new byte[src.remaining()];
-    src.get(out);
-    return new TensorBytes(t.dtype().name(), t.shape(), out);
-  }
-
-  static TensorData data(TensorBytes b) {
-    return new TensorData(
-        DType.valueOf(b.dtype()),
-        b.shape(),
-        ByteBuffer.wrap(b.data()).order(ByteOrder.LITTLE_ENDIAN));
   }
 }

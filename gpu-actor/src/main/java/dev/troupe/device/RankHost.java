@@ -65,7 +65,7 @@ final class RankHost {
           worker = new StageWorker(job, plan, p.rank(), transport(), log);
           if (!p.state().isEmpty()) {
             Map<String, TensorData> state = new LinkedHashMap<>();
-            p.state().forEach((k, v) -> state.put(k, data(v)));
+            p.state().forEach((k, v) -> state.put(k, v.toTensorData()));
             worker.restore(state, p.optimizerStep());
           }
           p.driver().tell(new Ready(p.runId(), p.rank(), device.id(), worker.totalSteps()));
@@ -116,7 +116,7 @@ final class RankHost {
     Plan plan = new Plan(prepare.pp(), prepare.tp(), prepare.dp(), prepare.boundaries());
     int stage = worker.rank().stage();
     Map<String, TensorBytes> tensors = new LinkedHashMap<>();
-    worker.state().forEach((k, v) -> tensors.put(k, bytes(v)));
+    worker.state().forEach((k, v) -> tensors.put(k, TensorBytes.of(v)));
     RankProtocol.Copy copy =
         new RankProtocol.Copy(
             plan.firstLayer(stage),
@@ -152,7 +152,7 @@ final class RankHost {
     run(
         () -> {
           Map<String, TensorBytes> out = new LinkedHashMap<>();
-          worker.state().forEach((k, v) -> out.put(k, bytes(v)));
+          worker.state().forEach((k, v) -> out.put(k, TensorBytes.of(v)));
           prepare.driver().tell(new State(runId(), prepare.rank(), out, worker.optimizerStep()));
         });
   }
@@ -236,20 +236,6 @@ final class RankHost {
     } finally {
       d.close();
     }
-  }
-
-  static TensorBytes bytes(TensorData t) {
-    ByteBuffer src = t.bytes().duplicate();
-    byte[] out = new byte[src.remaining()];
-    src.get(out);
-    return new TensorBytes(t.dtype().name(), t.shape(), out);
-  }
-
-  static TensorData data(TensorBytes b) {
-    return new TensorData(
-        DType.valueOf(b.dtype()),
-        b.shape(),
-        ByteBuffer.wrap(b.data()).order(ByteOrder.LITTLE_ENDIAN));
   }
 
   static Tensor tensor(TensorBytes b) {

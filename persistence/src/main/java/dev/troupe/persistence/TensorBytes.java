@@ -57,6 +57,22 @@ public record TensorBytes(String dtype, long[] shape, byte[] data) {
     }
   }
 
+  /** The bytes of a tensor read from or for a safetensors file (copied). */
+  public static TensorBytes of(dev.troupe.pipeline.safetensors.TensorData t) {
+    java.nio.ByteBuffer src = t.bytes().duplicate();
+    byte[] out = new byte[src.remaining()];
+    src.get(out);
+    return new TensorBytes(t.dtype().name(), t.shape(), out);
+  }
+
+  /** These bytes as safetensors tensor data (not copied). */
+  public dev.troupe.pipeline.safetensors.TensorData toTensorData() {
+    return new dev.troupe.pipeline.safetensors.TensorData(
+        dev.troupe.pipeline.safetensors.DType.valueOf(dtype),
+        shape,
+        java.nio.ByteBuffer.wrap(data).order(java.nio.ByteOrder.LITTLE_ENDIAN));
+  }
+
   /** Bytes per element of {@code dtype}. */
   public static int elementSize(String dtype) {
     Integer size = SIZES.get(dtype);

@@ -4,10 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
-import dev.troupe.cli.Main;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -25,30 +21,13 @@ import org.junit.jupiter.api.io.TempDir;
 class ClusterJobsTest {
   @TempDir Path dir;
 
-  /** The output and exit status of one client command, run in this JVM. */
-  private record Run(int status, String out, String err) {}
-
-  private Run client(Path config, String... args) {
-    List<String> argv = new ArrayList<>(List.of(args));
-    argv.addAll(List.of("--config", config.toString()));
-    ByteArrayOutputStream out = new ByteArrayOutputStream();
-    ByteArrayOutputStream err = new ByteArrayOutputStream();
-    int status =
-        Main.run(
-            argv.toArray(String[]::new),
-            new PrintStream(out, true, StandardCharsets.UTF_8),
-            new PrintStream(err, true, StandardCharsets.UTF_8));
-    return new Run(
-        status, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
-  }
-
   /**
    * Polls {@code status JOB} until its line satisfies {@code p} (180 s deadline, no timing claim).
    */
   private String awaitStatus(Path config, String job, Predicate<String> p) throws Exception {
     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(180);
     while (true) {
-      Run r = client(config, "status", job);
+      Nodes.ClientRun r = Nodes.client(config, "status", job);
       if (r.status() == 0 && p.test(r.out())) return r.out();
       if (System.nanoTime() > deadline) fail("status of " + job + " never matched: " + r);
       Thread.sleep(300);
@@ -94,7 +73,7 @@ class ClusterJobsTest {
         Nodes.await(first, "troupe node: member up pekko://troupe@127.0.0.1:" + port);
       }
 
-      Run submitted = client(conf, "submit", longJob.toString());
+      Nodes.ClientRun submitted = Nodes.client(conf, "submit", longJob.toString());
       assertEquals(0, submitted.status(), submitted.toString());
       assertEquals("job-1", submitted.out().strip());
       String status =
@@ -110,25 +89,25 @@ class ClusterJobsTest {
               && status.contains(
                   "plan: job-1 runs pp=1 tp=1 dp=1 stages [0,2) on pekko://troupe@127.0.0.1:"),
           status);
-      Run pause = client(conf, "pause", "job-1");
+      Nodes.ClientRun pause = Nodes.client(conf, "pause", "job-1");
       assertEquals(0, pause.status(), pause.toString());
-      assertTrue(client(conf, "status", "job-1").out().contains("PAUSED"));
-      assertEquals(0, client(conf, "resume", "job-1").status());
+      assertTrue(Nodes.client(conf, "status", "job-1").out().contains("PAUSED"));
+      assertEquals(0, Nodes.client(conf, "resume", "job-1").status());
       awaitStatus(conf, "job-1", s -> s.contains("RUNNING"));
-      assertEquals(0, client(conf, "cancel", "job-1").status());
-      assertTrue(client(conf, "status", "job-1").out().contains("CANCELLED"));
+      assertEquals(0, Nodes.client(conf, "cancel", "job-1").status());
+      assertTrue(Nodes.client(conf, "status", "job-1").out().contains("CANCELLED"));
 
-      Run refused = client(wrong, "jobs");
+      Nodes.ClientRun refused = Nodes.client(wrong, "jobs");
       assertEquals(1, refused.status(), refused.toString());
       assertTrue(refused.err().contains("secret does not match"), refused.err());
-      Run unknown = client(conf, "pause", "job-9");
+      Nodes.ClientRun unknown = Nodes.client(conf, "pause", "job-9");
       assertEquals(1, unknown.status());
       assertTrue(unknown.err().contains("unknown job 'job-9'"), unknown.err());
 
-      Run followed = client(conf, "submit", shortJob.toString(), "--follow");
+      Nodes.ClientRun followed = Nodes.client(conf, "submit", shortJob.toString(), "--follow");
       assertEquals(0, followed.status(), followed.toString());
       assertTrue(followed.out().contains("job-2  COMPLETED  step 8/8"), followed.out());
-      Run jobs = client(conf, "jobs", "--json");
+      Nodes.ClientRun jobs = Nodes.client(conf, "jobs", "--json");
       assertEquals(2, jobs.out().strip().lines().count(), jobs.out());
       assertTrue(jobs.out().contains("\"state\":\"CANCELLED\""), jobs.out());
       assertTrue(Files.isDirectory(dir.resolve("short/adapter")), "the second job's adapter");

@@ -4,16 +4,13 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import dev.troupe.cli.Main;
 import dev.troupe.pipeline.job.JobConfig;
 import dev.troupe.pipeline.lora.PeftAdapter;
 import dev.troupe.pipeline.train.Trainer;
-import java.io.ByteArrayOutputStream;
 import java.io.OutputStream;
 import java.io.PrintStream;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -37,43 +34,9 @@ import org.junit.jupiter.api.io.TempDir;
 class DistributedJobsTest {
   @TempDir Path dir;
 
-  private record Run(int status, String out, String err) {}
-
-  private Run client(Path config, String... args) {
-    List<String> argv = new ArrayList<>(List.of(args));
-    argv.addAll(List.of("--config", config.toString()));
-    ByteArrayOutputStream out = new ByteArrayOutputStream();
-    ByteArrayOutputStream err = new ByteArrayOutputStream();
-    int status =
-        Main.run(
-            argv.toArray(String[]::new),
-            new PrintStream(out, true, StandardCharsets.UTF_8),
-            new PrintStream(err, true, StandardCharsets.UTF_8));
-    return new Run(
-        status, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
-  }
-
   private Path job(String name, String parallel) throws Exception {
-    Path file = dir.resolve(name + ".conf");
-    Files.writeString(
-        file,
-        """
-        model = "%s"
-        data { train = "%s", format = tokens, shuffle = false }
-        lora { r = 128, alpha = 256, dropout = 0.0, targets = [q_proj, v_proj, o_proj, down_proj] }
-        optimizer { lr = 1e-2, schedule = constant, max-grad-norm = 0.05 }
-        batch { global = 8, micro = 2, seq-len = 24 }
-        precision { mode = fp32 }
-        steps = 4
-        checkpoint { every = 2 }
-        output = "%s"
-        seed = 9
-        threads = 1
-        parallel %s
-        """
-            .formatted(
-                dir.resolve("model"), dir.resolve("train.jsonl"), dir.resolve(name), parallel));
-    return file;
+    return TrainingJobs.exactJob(
+        dir, name, "lora { r = 128, alpha = 256 }\ncheckpoint { every = 2 }\nparallel " + parallel);
   }
 
   private static List<Double> losses(Path metrics) throws Exception {
@@ -158,7 +121,7 @@ class DistributedJobsTest {
         {"pp2dp2", "{ pp = 2, dp = 2 }"},
       };
       for (String[] p : plans) {
-        Run r = client(conf, "submit", job(p[0], p[1]).toString(), "--follow");
+        Nodes.ClientRun r = Nodes.client(conf, "submit", job(p[0], p[1]).toString(), "--follow");
         assertEquals(0, r.status(), p[0] + ": " + r + "\n" + nodes);
         List<Double> got = losses(dir.resolve(p[0] + "/metrics.jsonl"));
         assertEquals(reference.size(), got.size(), p[0] + ": steps in metrics.jsonl");

@@ -53,26 +53,8 @@ class DistributedWorkerLossTest {
   }
 
   private Path job(String name, String parallel) throws Exception {
-    Path file = dir.resolve(name + ".conf");
-    Files.writeString(
-        file,
-        """
-        model = "%s"
-        data { train = "%s", format = tokens, shuffle = false }
-        lora { r = 4, alpha = 8, dropout = 0.0, targets = [q_proj, v_proj, down_proj] }
-        optimizer { lr = 5e-3, schedule = cosine, warmup-steps = 3 }
-        batch { global = 8, micro = 2, seq-len = 24 }
-        precision { mode = fp32 }
-        steps = 60
-        checkpoint { every = 1000, keep = 2 }
-        output = "%s"
-        seed = 9
-        threads = 1
-        parallel %s
-        """
-            .formatted(
-                dir.resolve("model"), dir.resolve("train.jsonl"), dir.resolve(name), parallel));
-    return file;
+    return TrainingJobs.exactJob(
+        dir, name, "steps = 60\ncheckpoint { every = 1000 }\nparallel " + parallel);
   }
 
   @Test

@@ -87,6 +87,24 @@ final class Nodes {
     return new Node(name, p, lines, stderr);
   }
 
+  /** The exit status and output of one client command run in this JVM. */
+  record ClientRun(int status, String out, String err) {}
+
+  /** Runs {@code troupe ARGS --config CONFIG} in this JVM. */
+  static ClientRun client(Path config, String... args) {
+    List<String> argv = new ArrayList<>(List.of(args));
+    argv.addAll(List.of("--config", config.toString()));
+    java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+    java.io.ByteArrayOutputStream err = new java.io.ByteArrayOutputStream();
+    int status =
+        dev.troupe.cli.Main.run(
+            argv.toArray(String[]::new),
+            new java.io.PrintStream(out, true, StandardCharsets.UTF_8),
+            new java.io.PrintStream(err, true, StandardCharsets.UTF_8));
+    return new ClientRun(
+        status, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
+  }
+
   /** Waits up to 90 s (a deadline against hanging, not a timing claim) for {@code line}. */
   static void await(Node node, String line) throws InterruptedException {
     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(90);

@@ -9,18 +9,15 @@ import dev.troupe.pipeline.dist.Plan;
 import dev.troupe.pipeline.dist.StepDecision;
 import dev.troupe.pipeline.job.JobConfig;
 import dev.troupe.pipeline.model.ModelConfig;
-import dev.troupe.pipeline.model.RandomInit;
 import dev.troupe.pipeline.safetensors.TensorData;
 import dev.troupe.pipeline.train.Trainer;
 import java.io.OutputStream;
 import java.io.PrintStream;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Random;
 import java.util.SortedMap;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -38,9 +35,10 @@ class ParallelPlansTest {
   static SortedMap<String, TensorData> referenceAdapter;
   static final int STEPS = 4;
 
-  /** A 4-layer model with 4 kv heads so that pp=2..4 and tp=2 all apply; tokens data. */
+  /** A 4-layer model with 2 kv heads, so that pp up to 4 and tp=2 apply; tokens data. */
   static void writeModelAndData(Path dir) throws Exception {
-    ModelConfig c =
+    TrainingJobs.writeModelAndData(
+        dir,
         new ModelConfig(
             "llama",
             300,
@@ -59,17 +57,7 @@ class ParallelPlansTest {
             0,
             128,
             List.of(2L),
-            1);
-    new RandomInit(c).seed(3).std(0.1).write(dir.resolve("model"));
-    Random r = new Random(5);
-    StringBuilder sb = new StringBuilder();
-    for (int i = 0; i < 40; i++) {
-      List<String> ids = new ArrayList<>();
-      for (int t = 0, n = 8 + r.nextInt(16); t < n; t++)
-        ids.add(Integer.toString(3 + r.nextInt(290)));
-      sb.append("{\"input_ids\": [").append(String.join(",", ids)).append("]}\n");
-    }
-    Files.writeString(dir.resolve("train.jsonl"), sb.toString());
+            1));
   }
 
   static JobConfig job(String name) throws Exception {

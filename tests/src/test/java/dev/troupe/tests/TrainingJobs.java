@@ -19,7 +19,11 @@ final class TrainingJobs {
 
   /** A tiny model and 40 random token sequences under {@code dir}. */
   static void writeModelAndData(Path dir) throws IOException {
-    ModelConfig c = ReferenceCase.config("llama", 2, false, false, false, 0);
+    writeModelAndData(dir, ReferenceCase.config("llama", 2, false, false, false, 0));
+  }
+
+  /** A model of config {@code c} and 40 random token sequences under {@code dir}. */
+  static void writeModelAndData(Path dir, ModelConfig c) throws IOException {
     new RandomInit(c).seed(3).std(0.1).write(dir.resolve("model"));
     Random r = new Random(5);
     StringBuilder sb = new StringBuilder();
@@ -43,6 +47,32 @@ final class TrainingJobs {
         lora { r = 4, alpha = 8, dropout = 0.1, targets = [q_proj, v_proj, down_proj] }
         optimizer { lr = 5e-3, schedule = cosine, warmup-steps = 3 }
         batch { global = 8, micro = 4, seq-len = 24 }
+        output = "%s"
+        seed = 9
+        threads = 1
+        %s
+        """
+            .formatted(dir.resolve("model"), dir.resolve("train.jsonl"), dir.resolve(name), extra));
+    return job;
+  }
+
+  /**
+   * A job whose every step is reproducible to the bit on one device (fp32, no shuffling, dropout
+   * 0), for comparing plans and recoveries; 4 steps unless {@code extra} (HOCON appended, so its
+   * keys win) says otherwise.
+   */
+  static Path exactJob(Path dir, String name, String extra) throws IOException {
+    Path job = dir.resolve(name + ".conf");
+    Files.writeString(
+        job,
+        """
+        model = "%s"
+        data { train = "%s", format = tokens, shuffle = false }
+        lora { r = 4, alpha = 8, dropout = 0.0, targets = [q_proj, v_proj, o_proj, down_proj] }
+        optimizer { lr = 1e-2, schedule = constant, max-grad-norm = 0.05 }
+        batch { global = 8, micro = 2, seq-len = 24 }
+        precision { mode = fp32 }
+        steps = 4
         output = "%s"
         seed = 9
         threads = 1
