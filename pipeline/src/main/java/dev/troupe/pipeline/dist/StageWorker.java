@@ -331,8 +331,16 @@ public final class StageWorker implements AutoCloseable {
       stageGroup.sumInPlace(all);
       if (lossScale != 1.0) all.mul_(Torch.scalar(1.0 / lossScale));
       summed = Torch.keep(all);
-      double norm = torch.linalg_vector_norm(all).item_double();
-      return norm * norm;
+      // per tensor, squares summed in double, as the one-device step does: the same clip factor
+      // to the bit, so a plan's updates are the one-device updates
+      double squares = 0;
+      long offset = 0;
+      for (Tensor p : params) {
+        double n = torch.linalg_vector_norm(all.narrow(0, offset, p.numel())).item_double();
+        squares += n * n;
+        offset += p.numel();
+      }
+      return squares;
     }
   }
 
