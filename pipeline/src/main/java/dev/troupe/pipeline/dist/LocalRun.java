@@ -1,15 +1,11 @@
 package dev.troupe.pipeline.dist;
 
 import dev.troupe.pipeline.job.JobConfig;
-import dev.troupe.pipeline.lora.LoraParameters;
-import dev.troupe.pipeline.lora.PeftAdapter;
 import dev.troupe.pipeline.safetensors.TensorData;
 import dev.troupe.pipeline.train.LossScaler;
 import dev.troupe.pipeline.train.LrSchedule;
-import java.io.IOException;
 import java.io.OutputStream;
 import java.io.PrintStream;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SortedMap;
@@ -30,7 +26,6 @@ public final class LocalRun implements AutoCloseable {
   private final LocalTransport transport = new LocalTransport();
   private final List<StageWorker> workers = new ArrayList<>();
   private final List<ExecutorService> threads = new ArrayList<>(); // one per rank
-  private final List<StepDecision> decisions = new ArrayList<>();
   private LossScaler scaler;
   private List<StageWorker.Report> lastReports = List.of();
 
@@ -110,7 +105,6 @@ public final class LocalRun implements AutoCloseable {
           return null;
         });
     if (fp16) scaler = scaler.update(d.skipped());
-    decisions.add(d);
     return d;
   }
 
@@ -119,31 +113,12 @@ public final class LocalRun implements AutoCloseable {
     return lastReports;
   }
 
-  /** Every step's decision so far. */
-  public List<StepDecision> decisions() {
-    return List.copyOf(decisions);
-  }
-
   /** The whole adapter, gathered from replica 0's first shard of every stage. */
   public SortedMap<String, TensorData> adapterTensors() {
     SortedMap<String, TensorData> all = new TreeMap<>();
     for (int s = 0; s < plan.pp(); s++)
       all.putAll(workers.get(plan.rankOf(s, 0, 0)).adapterTensors());
     return all;
-  }
-
-  /** Writes the trained adapter as a PEFT folder. */
-  public void writeAdapter(Path dir) throws IOException {
-    LoraParameters l = workers.get(0).loraSettings();
-    PeftAdapter.write(
-        dir,
-        l.r(),
-        l.alpha(),
-        false,
-        job.lora().dropout(),
-        l.targets(),
-        adapterTensors(),
-        job.model().toString());
   }
 
   @Override

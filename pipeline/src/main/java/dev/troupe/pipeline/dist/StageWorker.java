@@ -461,11 +461,6 @@ public final class StageWorker implements AutoCloseable {
     return out;
   }
 
-  /** LoRA rank, alpha and targets, for writing the adapter. */
-  public dev.troupe.pipeline.lora.LoraParameters loraSettings() {
-    return setup.lora();
-  }
-
   private CausalLm model(ComputeDtype wanted) throws IOException {
     if (wanted != dtype) {
       if (model != null) model.close();
