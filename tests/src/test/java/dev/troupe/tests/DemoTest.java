@@ -13,7 +13,8 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * The README's main job: the base model learns copy and reverse, then LoRA teaches it upper, which
  * it could not do before. Fine-tuned in fp32, bf16 and fp16 (after an FP32 warm-up), the three
- * reach the same eval loss within 2%. (100 fine-tuning steps here; the demo runs 300.)
+ * reach the same eval loss within 2%, and each gets at least half of the held-out prompts right
+ * (300 fine-tuning steps, as the demo runs).
  */
 class DemoTest {
   @TempDir Path dir;
@@ -21,11 +22,11 @@ class DemoTest {
   @Test
   void loraTeachesTheBaseANewTaskInEveryPrecision() throws Exception {
     Demo demo = new Demo(dir, new PrintStream(new ByteArrayOutputStream()), false);
-    Demo.Result fp32 = demo.run("fp32", 100);
-    Demo.Result bf16 = demo.run("bf16", 100);
-    Demo.Result fp16 = demo.run("fp16", 100);
+    Demo.Result fp32 = demo.run("fp32", 300);
+    Demo.Result bf16 = demo.run("bf16", 300);
+    Demo.Result fp16 = demo.run("fp16", 300);
     System.out.printf(
-        "demo, 100 steps: exact match before %.1f%%, after fp32 %.1f%% / bf16 %.1f%% / fp16 %.1f%%;"
+        "demo, 300 steps: exact match before %.1f%%, after fp32 %.1f%% / bf16 %.1f%% / fp16 %.1f%%;"
             + " eval loss fp32 %.4f, bf16 %.4f (%+.2f%%), fp16 %.4f (%+.2f%%)%n",
         100 * fp32.accuracyBefore(),
         100 * fp32.accuracyAfter(),
@@ -37,7 +38,9 @@ class DemoTest {
         fp16.lossAfter(),
         100 * (fp16.lossAfter() / fp32.lossAfter() - 1));
     assertEquals(0.0, fp32.accuracyBefore(), "the base cannot do the task before fine-tuning");
-    assertTrue(fp32.accuracyAfter() >= 0.5, "fine-tuning taught the task: " + fp32.accuracyAfter());
+    for (Demo.Result r : new Demo.Result[] {fp32, bf16, fp16}) {
+      assertTrue(r.accuracyAfter() >= 0.5, "fine-tuning taught the task: " + r.accuracyAfter());
+    }
     assertEquals(fp32.lossAfter(), bf16.lossAfter(), 0.02 * fp32.lossAfter());
     assertEquals(fp32.lossAfter(), fp16.lossAfter(), 0.02 * fp32.lossAfter());
   }

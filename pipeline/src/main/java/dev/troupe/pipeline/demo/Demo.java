@@ -155,7 +155,7 @@ public final class Demo {
             model = "%s"
             data { train = "%s", eval = "%s", format = chat, shuffle = true }
             lora { r = 16, alpha = 32, dropout = 0.05, targets = [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj] }
-            optimizer { lr = 6e-3, schedule = cosine, warmup-steps = 20 }
+            optimizer { lr = 2e-3, schedule = cosine, warmup-steps = 20 }
             batch { global = 32, micro = 32, seq-len = 32 }
             steps = %d
             precision { mode = %s, fp32-warmup-steps = 20 }

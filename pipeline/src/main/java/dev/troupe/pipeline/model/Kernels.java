@@ -86,9 +86,14 @@ final class Kernels {
   /**
    * bf16 attention spelled out, with the scores and the softmax in FP32 (as the fused kernel keeps
    * them; transformers' eager attention rounds the scores to bf16 first): {@code q k^T} as an FP32
-   * product of the exact upcast bf16 values, then the masked softmax, the probabilities rounded to
-   * bf16, and {@code p v} as a bf16 product. A grouped-query head group shares one product with its
-   * key/value head ([b, kv, group * t, d] against [b, kv, d, t]): k and v are never copied.
+   * product of the exact upcast bf16 values, then the masked softmax, and {@code p v} as an FP32
+   * product too, rounded to bf16 once at the end. The FP32 {@code p v} matters for the backward
+   * pass: its gradient {@code dP = dO v^T} then stays FP32, and the softmax backward {@code P (dP -
+   * sum(P dP))} keeps the small differences between keys that a bf16 {@code dP} rounds away when
+   * the values share a large common part, as a trained model's do (the q and k gradients came out
+   * 6-10% wrong in {@code AttentionKernelTest}; 0.16% now). A grouped-query head group shares one
+   * product with its key/value head ([b, kv, group * t, d] against [b, kv, d, t]): k and v are
+   * never copied.
    */
   private static Tensor explicitFp32Scores(Tensor q, Tensor k, Tensor v, Tensor mask) {
     long b = q.size(0);
@@ -115,7 +120,10 @@ final class Kernels {
             k.reshape(b * kvHeads, s, d).to(ScalarType.Float).transpose(1, 2),
             new Scalar(1.0),
             new Scalar(1.0 / Math.sqrt(d)));
-    Tensor p = torch.softmax(scores, -1, new ScalarTypeOptional()).to(ScalarType.BFloat16);
-    return torch.bmm(p, v.reshape(b * kvHeads, s, d)).view(b, heads, t, d);
+    Tensor p = torch.softmax(scores, -1, new ScalarTypeOptional());
+    return torch
+        .bmm(p, v.reshape(b * kvHeads, s, d).to(ScalarType.Float))
+        .to(ScalarType.BFloat16)
+        .view(b, heads, t, d);
   }
 }

@@ -56,9 +56,15 @@ class AttentionKernelTest {
     };
   }
 
-  @ParameterizedTest(name = "heads {0}, kv heads {1}, window {2}")
-  @CsvSource({"4, 4, 0", "8, 2, 0", "4, 2, 5"})
-  void bf16AttentionMatchesFp64(int heads, int kvHeads, int window) {
+  /**
+   * {@code spread} below 1: every position's value is one shared vector plus {@code spread} times
+   * its own noise, as in a trained model where values share a large common part. Then {@code dP =
+   * dO v^T} differs little between keys, and the softmax backward, {@code P (dP - sum(P dP))},
+   * keeps only those differences: rounded to bf16 they vanish, and the q and k gradients with them.
+   */
+  @ParameterizedTest(name = "heads {0}, kv heads {1}, window {2}, value spread {3}")
+  @CsvSource({"4, 4, 0, 1", "8, 2, 0, 1", "4, 2, 5, 1", "4, 4, 0, 0.02", "8, 2, 0, 0.02"})
+  void bf16AttentionMatchesFp64(int heads, int kvHeads, int window, double spread) {
     try (PointerScope scope = new PointerScope()) {
       long b = 2;
       long t = 24;
@@ -66,7 +72,13 @@ class AttentionKernelTest {
       // q scaled up so the softmax is peaked, as in a trained model
       Tensor q = bf16(1, 3.0, b, heads, t, d);
       Tensor k = bf16(2, 1.0, b, kvHeads, t, d);
-      Tensor v = bf16(3, 1.0, b, kvHeads, t, d);
+      Tensor v =
+          spread == 1
+              ? bf16(3, 1.0, b, kvHeads, t, d)
+              : bf16(5, 1.0, b, kvHeads, 1, d)
+                  .to(ScalarType.Float)
+                  .add(bf16(3, spread, b, kvHeads, t, d).to(ScalarType.Float))
+                  .to(ScalarType.BFloat16);
       Tensor g = bf16(4, 1.0, b, heads, t, d);
       Tensor mask = null;
       if (window > 0) {
@@ -99,8 +111,8 @@ class AttentionKernelTest {
       for (int n = 0; n < 4; n++) {
         double err = relDiff(ours[n], ref[n]);
         System.out.printf(
-            "bf16 attention, heads %d/%d window %d: %s relative error %.2e%n",
-            heads, kvHeads, window, names[n], err);
+            "bf16 attention, heads %d/%d window %d spread %s: %s relative error %.2e%n",
+            heads, kvHeads, window, spread, names[n], err);
         // bf16 keeps 8 significant bits (relative rounding 2^-9 = 0.2%): the inputs are exact, the
         // probabilities and the products' outputs are rounded once each
         assertTrue(err < 1e-2, names[n] + ": relative error " + err);
