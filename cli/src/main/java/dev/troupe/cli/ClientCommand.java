@@ -31,9 +31,9 @@ import org.apache.pekko.pattern.Patterns;
 
 /**
  * The cluster client commands: {@code submit JOB.conf [--follow]}, {@code status [JOB] [--json]},
- * {@code jobs}, {@code pause|resume|cancel JOB}. Each starts a small actor system, reaches the
- * cluster through Pekko's cluster client (contacts from {@code --contact H:P,H:P} or {@code
- * troupe.client.contacts}), sends one request with the shared secret of {@code
+ * {@code jobs}, {@code pause|resume|cancel JOB}, {@code drain NODE}. Each starts a small actor
+ * system, reaches the cluster through Pekko's cluster client (contacts from {@code --contact
+ * H:P,H:P} or {@code troupe.client.contacts}), sends one request with the shared secret of {@code
  * troupe.client.secret} (from {@code --config FILE} or the defaults) and prints the answer.
  */
 final class ClientCommand implements Main.Command {
@@ -105,6 +105,7 @@ final class ClientCommand implements Main.Command {
           case "pause", "resume", "cancel" ->
               new ClientProtocol.ControlJob(
                   secret, arg, CoordinatorProtocol.Action.valueOf(name.toUpperCase(Locale.ROOT)));
+          case "drain" -> new ClientProtocol.DrainNode(secret, arg);
           default -> new ClientProtocol.ListAllJobs(secret);
         };
     try (Client client = new Client(contacts, config, timeout)) {
@@ -120,6 +121,7 @@ final class ClientCommand implements Main.Command {
         }
         case "pause", "resume", "cancel" ->
             out.println(((CoordinatorProtocol.Accepted) reply).jobId() + ": " + name + " done");
+        case "drain" -> out.println(((CoordinatorProtocol.Accepted) reply).jobId());
         default -> {
           CoordinatorProtocol.Jobs all = (CoordinatorProtocol.Jobs) reply;
           List<Job> jobs = all.jobs();
@@ -168,6 +170,7 @@ final class ClientCommand implements Main.Command {
       case "submit" -> "submit JOB.conf [--follow] [--contact H:P,...] [--config FILE]";
       case "status" -> "status [JOB] [--json] [--contact H:P,...] [--config FILE]";
       case "jobs" -> "jobs [--json] [--contact H:P,...] [--config FILE]";
+      case "drain" -> "drain NODE [--contact H:P,...] [--config FILE]";
       default -> name + " JOB [--contact H:P,...] [--config FILE]";
     };
   }

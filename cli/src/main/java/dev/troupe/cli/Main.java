@@ -60,6 +60,9 @@ public final class Main {
                                              every job, in submission order
         pause|resume|cancel JOB [--contact H:P,...] [--config FILE]
                                              controls a job at its next step boundary
+        drain      NODE [--contact H:P,...] [--config FILE]
+                                             moves the running plan off NODE (host:port) at the
+                                             next step boundary; NODE's devices stay unused
 
       options for every command: --stacktrace (print the stack trace of an error)
       """;
@@ -82,7 +85,8 @@ public final class Main {
           Map.entry("jobs", new ClientCommand("jobs")),
           Map.entry("pause", new ClientCommand("pause")),
           Map.entry("resume", new ClientCommand("resume")),
-          Map.entry("cancel", new ClientCommand("cancel")));
+          Map.entry("cancel", new ClientCommand("cancel")),
+          Map.entry("drain", new ClientCommand("drain")));
 
   private Main() {}
 

@@ -3,9 +3,10 @@ package dev.troupe.coordinator;
 import dev.troupe.persistence.ClusterMessage;
 
 /**
- * What cluster clients ({@code troupe submit|status|jobs|pause|resume|cancel}) send through Pekko's
- * cluster client to the {@link ClientGateway} on a coordinator node. Each request carries the
- * shared secret of {@code troupe.client.secret}; answers are {@link CoordinatorProtocol.Reply}s.
+ * What cluster clients ({@code troupe submit|status|jobs|pause|resume|cancel|drain}) send through
+ * Pekko's cluster client to the {@link ClientGateway} on a coordinator node. Each request carries
+ * the shared secret of {@code troupe.client.secret}; answers are {@link
+ * CoordinatorProtocol.Reply}s.
  */
 public final class ClientProtocol {
   private ClientProtocol() {}
@@ -22,6 +23,9 @@ public final class ClientProtocol {
   /** Pauses, resumes or cancels a job. */
   public record ControlJob(String secret, String jobId, CoordinatorProtocol.Action action)
       implements Request {}
+
+  /** Drains a node (see {@link CoordinatorProtocol.Drain}). */
+  public record DrainNode(String secret, String node) implements Request {}
 
   /** Lists every job. */
   public record ListAllJobs(String secret) implements Request {}

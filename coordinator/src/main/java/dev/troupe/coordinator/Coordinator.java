@@ -11,6 +11,7 @@ import dev.troupe.coordinator.CoordinatorProtocol.Refused;
 import dev.troupe.coordinator.CoordinatorProtocol.Submit;
 import dev.troupe.device.DeviceActor;
 import dev.troupe.pipeline.dist.Planner;
+import dev.troupe.pipeline.dist.ScalingPolicy;
 import dev.troupe.pipeline.job.JobConfig;
 import dev.troupe.pipeline.job.JobConfigException;
 import dev.troupe.pipeline.model.ModelConfig;
@@ -37,15 +38,20 @@ import org.apache.pekko.persistence.typed.javadsl.SignalHandler;
  * stored. Snapshots every {@code snapshotEvery} events keep recovery short on long runs (two are
  * kept).
  *
- * <p>Execution, so far on one device (the 1 × 1 × 1 plan): the coordinator finds the device actors
- * through the receptionist and sends the running job to the first of them ({@link
- * DeviceActor.RunJob}); the device reports every step, which is journaled ({@code StepCommitted}),
- * and the end of the run. Pause and cancel stop the run at the next step boundary (the device
- * checkpoints there); resume runs the job again from that checkpoint. After a restart the
- * coordinator sends the running job out again, and it resumes from its last checkpoint.
+ * <p>Execution: the coordinator finds the device actors through the receptionist, asks each to
+ * describe itself, and plans the running job over the usable ones ({@link Planner}). A 1 × 1 × 1
+ * plan runs as a whole job on one device ({@link DeviceActor.RunJob}); larger plans run through a
+ * {@link PlanRun}, the driver child actor. Every step is journaled ({@code StepCommitted}). Pause
+ * and cancel stop the run at the next step boundary (it checkpoints there); resume runs the job
+ * again from there. After a restart (or a move of the singleton) the coordinator sends the running
+ * job out again.
  *
- * <p>Not built yet: planning over several devices, pipeline/tensor/data parallel execution, the
- * cluster singleton and cluster client, re-planning when devices come and go.
+ * <p>Re-plans: a device that leaves ends the run at once and the job is planned again on the
+ * devices left (the state comes back from the copies the devices keep). A node drained with {@code
+ * troupe drain} and devices that join and make the plan faster by the job's {@code
+ * elastic.min-gain} (with {@code parallel = auto}, no sooner than {@code elastic.cooldown-seconds}
+ * after the last plan) end the run at the next step boundary instead. Every re-plan is journaled
+ * ({@code JobReplanned}).
  */
 public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, JobBook> {
   /** The coordinator's persistence id: one per cluster. */
@@ -75,6 +81,16 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
   private PlanRun.Replan recovering; // the re-plan whose first step is awaited
   private String recoveringJob;
   private String lastRecovery = "";
+  // a re-plan on purpose (drain, join) waiting for the run to stop at its next step boundary
+  private PlanRun.Replan pendingReplan;
+  // nodes drained with `troupe drain`: their devices are not planned on while they are listed
+  private final java.util.Set<String> drained = new java.util.HashSet<>();
+  // the running plan: its job's settings, estimated step time and when it was made
+  private JobConfig runningConfig;
+  private ModelConfig runningModel;
+  private double planStepSeconds;
+  private long plannedAtMillis;
+  private long lastStepAtMillis;
 
   private Coordinator(
       ActorContext<Command> ctx, int snapshotEvery, java.util.function.LongSupplier clock) {
@@ -127,6 +143,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
         .onCommand(Control.class, this::control)
         .onCommand(ListJobs.class, (book, c) -> Effect().reply(c.replyTo(), jobs(book)))
         .onCommand(Devices.class, this::devices)
+        .onCommand(CoordinatorProtocol.Drain.class, this::drain)
         .onCommand(CoordinatorProtocol.RecordReplan.class, (book, r) -> Effect().persist(r.event()))
         .onCommand(
             CoordinatorProtocol.Described.class,
@@ -134,6 +151,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
               if (d.description() != null) described.put(d.device(), d.description());
               else asked.remove(d.device()); // ask again with the next listing
               dispatch(book);
+              considerGrowth();
               return Effect().none();
             })
         .onCommand(DeviceReport.class, this::report)
@@ -156,7 +174,8 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
                                   "the coordinator recovered the job from its journal",
                                   "",
                                   runs,
-                                  clock.getAsLong()));
+                                  clock.getAsLong(),
+                                  -1));
               dispatch(book);
             })
         .build();
@@ -168,6 +187,8 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
     for (ActorRef<DeviceActor.Command> device : devices) listed.add(device.path().toString());
     lost.retainAll(listed);
     described.keySet().retainAll(devices);
+    // a drained node is forgotten once none of its devices is listed (it left the cluster)
+    drained.removeIf(node -> described.values().stream().noneMatch(x -> x.node().equals(node)));
     asked.retainAll(devices);
     for (ActorRef<DeviceActor.Command> device : devices) {
       if (asked.add(device)) {
@@ -181,9 +202,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
       }
     }
     if (dispatchedTo != null && !devices.contains(dispatchedTo)) {
-      replan =
-          new PlanRun.Replan(
-              "device " + dispatchedTo.path() + " left the cluster", plan, runs, clock.getAsLong());
+      replan = lossReplan("device " + dispatchedTo.path() + " left the cluster");
       dispatchedJob = null; // its device is gone: send the job again (it resumes from a checkpoint)
       dispatchedTo = null;
     }
@@ -199,7 +218,122 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
       }
     }
     dispatch(book);
+    considerGrowth();
     return Effect().none();
+  }
+
+  private PlanRun.Replan lossReplan(String cause) {
+    long now = clock.getAsLong();
+    return new PlanRun.Replan(
+        cause, plan, runs, now, lastStepAtMillis > 0 ? now - lastStepAtMillis : -1);
+  }
+
+  /** The listed devices a plan may use: not lost, not on a drained node. */
+  private List<ActorRef<DeviceActor.Command>> usable() {
+    return devices.stream()
+        .filter(d -> !lost.contains(d.path().toString()))
+        .filter(d -> described.get(d) == null || !drained.contains(described.get(d).node()))
+        .toList();
+  }
+
+  /**
+   * Ends the running job's run at its next step boundary and plans it again, for {@code cause}: a
+   * drain or devices that joined. The next run restores the state of the step it stopped at.
+   */
+  private void rebalance(String cause) {
+    if (pendingReplan != null || (planRun == null && dispatchedTo == null)) return;
+    ctx.getLog().info("re-planning at the next step boundary: {}", cause);
+    pendingReplan = new PlanRun.Replan(cause, plan, runs, clock.getAsLong(), 0);
+    if (planRun != null) planRun.tell(new PlanRun.Stop());
+    else dispatchedTo.tell(new DeviceActor.StopJob(dispatchedJob));
+  }
+
+  /**
+   * With {@code parallel = auto}: takes devices that joined into the plan when the planner's
+   * estimate of the step time falls by the job's {@code elastic.min-gain}, no sooner than {@code
+   * elastic.cooldown-seconds} after the last plan.
+   */
+  private void considerGrowth() {
+    if (pendingReplan != null || runningConfig == null || !runningConfig.parallel().auto()) return;
+    if (planRun == null && dispatchedTo == null) return;
+    List<ActorRef<DeviceActor.Command>> usable =
+        ScalingPolicy.limit(runningConfig.elastic(), usable());
+    List<ActorRef<DeviceActor.Command>> current =
+        planRun != null ? planDevices : List.of(dispatchedTo);
+    if (current.containsAll(usable) || !described.keySet().containsAll(usable)) return;
+    Planner.Choice choice;
+    try {
+      choice =
+          Planner.plan(
+              Planner.Workload.of(runningConfig, runningModel),
+              runningConfig.parallel(),
+              offered(usable));
+    } catch (RuntimeException e) {
+      return; // the next dispatch reports what is wrong
+    }
+    String cause =
+        ScalingPolicy.growth(
+            runningConfig.elastic(),
+            runningConfig.parallel(),
+            planStepSeconds,
+            plan,
+            (clock.getAsLong() - plannedAtMillis) / 1000.0,
+            choice);
+    if (cause != null) rebalance(cause);
+  }
+
+  private List<Planner.Device> offered(List<ActorRef<DeviceActor.Command>> usable) {
+    List<Planner.Device> offered = new java.util.ArrayList<>();
+    for (ActorRef<DeviceActor.Command> d : usable) {
+      DeviceActor.Description desc = described.get(d);
+      offered.add(
+          new Planner.Device(
+              desc.device().id(),
+              desc.node(),
+              desc.device().memoryBytes(),
+              Math.max(1, desc.device().threads())));
+    }
+    return offered;
+  }
+
+  /** Drains a node: its devices leave the plan at the next step boundary and are not used again. */
+  private Effect<JobEvent, JobBook> drain(JobBook book, CoordinatorProtocol.Drain d) {
+    String wanted = d.node().strip();
+    java.util.Set<String> nodes = new java.util.TreeSet<>();
+    for (DeviceActor.Description desc : described.values()) nodes.add(desc.node());
+    String node =
+        nodes.stream()
+            .filter(n -> n.equals(wanted) || n.endsWith("@" + wanted))
+            .findFirst()
+            .orElse(null);
+    if (node == null) {
+      return Effect()
+          .reply(
+              d.replyTo(),
+              new Refused(
+                  "no node "
+                      + wanted
+                      + " with devices (nodes with devices: "
+                      + (nodes.isEmpty() ? "none" : String.join(", ", nodes))
+                      + ")"));
+    }
+    drained.add(node);
+    boolean used = false;
+    List<ActorRef<DeviceActor.Command>> current =
+        planRun != null ? planDevices : dispatchedTo != null ? List.of(dispatchedTo) : List.of();
+    for (ActorRef<DeviceActor.Command> ref : current) {
+      DeviceActor.Description desc = described.get(ref);
+      if (desc != null && desc.node().equals(node)) used = true;
+    }
+    if (used) rebalance("node " + node + " drained");
+    String what =
+        node
+            + " drained: "
+            + (used
+                ? "its devices leave the running plan at the next step boundary"
+                : "no running plan uses its devices")
+            + "; it can be stopped once it does";
+    return Effect().reply(d.replyTo(), new Accepted(what));
   }
 
   private Effect<JobEvent, JobBook> report(JobBook book, DeviceReport r) {
@@ -216,6 +350,8 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
                   recovering.cause());
           recovering = null;
         }
+        lastStepAtMillis = clock.getAsLong();
+        considerGrowth();
         yield persist(book.stepDone(s.jobId(), s.step(), s.total(), s.loss(), s.tokensPerS()));
       }
       case DeviceActor.RunEnded e -> {
@@ -232,12 +368,17 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
             String gone = PlanRun.lostDevice(e.reason());
             if (gone != null) {
               lost.add(gone);
-              replan = new PlanRun.Replan(e.reason(), plan, runs, clock.getAsLong());
+              replan = lossReplan(e.reason());
             }
           }
         }
+        if (pendingReplan != null) {
+          // the run stopped for a drain or a join (or failed first: then that is the cause)
+          if (replan == null && e.outcome() == DeviceActor.Outcome.STOPPED) replan = pendingReplan;
+          pendingReplan = null;
+        }
         if (e.outcome() == DeviceActor.Outcome.STOPPED) {
-          dispatch(book); // resumed while it was stopping: run it again
+          dispatch(book); // stopped for a re-plan, or resumed while it was stopping: run it again
           yield Effect().none();
         }
         boolean completed = e.outcome() == DeviceActor.Outcome.COMPLETED;
@@ -283,28 +424,31 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
   private void dispatch(JobBook book) {
     Job running = book.current().filter(j -> j.state() == JobState.RUNNING).orElse(null);
     if (running == null || running.id().equals(dispatchedJob) || planRun != null) return;
-    List<ActorRef<DeviceActor.Command>> usable =
-        devices.stream().filter(d -> !lost.contains(d.path().toString())).toList();
+    List<ActorRef<DeviceActor.Command>> usable = usable();
     if (usable.isEmpty()) {
-      planExplanation = "waiting for devices: none registered";
+      planExplanation =
+          "waiting for devices: none "
+              + (devices.isEmpty() ? "registered" : "usable (lost or on drained nodes)");
       return;
     }
     if (!described.keySet().containsAll(usable)) return; // their descriptions are on the way
     JobConfig job;
+    ModelConfig model;
     Planner.Choice choice;
     try {
       job = JobConfig.parse(running.config(), Path.of(running.name()));
-      ModelConfig model = ModelConfig.read(job.model().resolve("config.json"));
-      List<Planner.Device> offered = new java.util.ArrayList<>();
-      for (ActorRef<DeviceActor.Command> d : usable) {
-        DeviceActor.Description desc = described.get(d);
-        offered.add(
-            new Planner.Device(
-                desc.device().id(),
-                desc.node(),
-                desc.device().memoryBytes(),
-                Math.max(1, desc.device().threads())));
+      if (usable.size() < job.elastic().minDevices()) {
+        planExplanation =
+            "waiting for devices: the job's elastic.min-devices is "
+                + job.elastic().minDevices()
+                + ", "
+                + usable.size()
+                + " usable";
+        return;
       }
+      usable = ScalingPolicy.limit(job.elastic(), usable);
+      model = ModelConfig.read(job.model().resolve("config.json"));
+      List<Planner.Device> offered = offered(usable);
       if (!job.parallel().auto() && job.parallel().worldSize() > usable.size()) {
         planExplanation =
             "waiting for devices: the job asks for "
@@ -330,6 +474,10 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
     }
     plan = choice.plan().toString();
     planExplanation = choice.explanation();
+    runningConfig = job;
+    runningModel = model;
+    planStepSeconds = choice.stepSeconds();
+    plannedAtMillis = clock.getAsLong();
     List<ActorRef<DeviceActor.Command>> chosen = new java.util.ArrayList<>();
     for (Planner.Device d : choice.devices()) {
       for (ActorRef<DeviceActor.Command> ref : usable) {

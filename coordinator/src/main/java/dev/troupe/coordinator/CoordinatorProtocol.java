@@ -18,6 +18,13 @@ public final class CoordinatorProtocol {
   /** Pauses, resumes or cancels a job; answered with {@link Accepted} or {@link Refused}. */
   public record Control(String jobId, Action action, ActorRef<Reply> replyTo) implements Command {}
 
+  /**
+   * Drains a node ({@code pekko://system@host:port} or {@code host:port}): the running plan stops
+   * using its devices at the next step boundary and no plan uses them while the node stays;
+   * answered with {@link Accepted} (what happens, in words) or {@link Refused}.
+   */
+  public record Drain(String node, ActorRef<Reply> replyTo) implements Command {}
+
   /** Asks for every job; answered with {@link Jobs}. */
   public record ListJobs(ActorRef<Reply> replyTo) implements Command {}
 

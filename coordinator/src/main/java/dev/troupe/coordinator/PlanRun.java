@@ -103,10 +103,14 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
   private TensorBoardWriter tb;
 
   /**
-   * Why a run starts where an earlier one of the same job ended because a device was lost: the
-   * cause, the plan it ran, the count of runs so far and when the coordinator learned of the loss.
+   * Why a run starts where an earlier one of the same job ended: a device was lost, a node drained
+   * or devices joined. The cause, the plan it ran, the count of runs so far, when the coordinator
+   * learned of the cause, and {@code detectMs}: for a loss, the time from the last step the
+   * coordinator saw committed to that moment (the failure detector's delay plus the part of the
+   * step that was in flight; an upper bound of the detection time), 0 for a re-plan on purpose.
    */
-  public record Replan(String cause, String oldPlan, int generation, long detectedAtMillis) {}
+  public record Replan(
+      String cause, String oldPlan, int generation, long detectedAtMillis, long detectMs) {}
 
   private final String config;
   private final List<ActorRef<DeviceActor.Command>> everyDevice;
@@ -513,6 +517,7 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
       e.put("restored_from", restoredFrom);
       e.put("committed_step", committed);
       e.put("resumed_at_step", step - 1);
+      e.put("detect_ms", replan.detectMs());
       e.put("recover_ms", System.currentTimeMillis() - replan.detectedAtMillis());
       try {
         metrics.write(e);

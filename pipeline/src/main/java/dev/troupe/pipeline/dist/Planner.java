@@ -182,8 +182,9 @@ public final class Planner {
    *
    * @param devices {@code devices.get(r)} runs rank {@code r} of the plan (see {@link Plan})
    * @param explanation a few lines for {@code troupe status}
+   * @param stepSeconds the cost model's estimate of one optimizer step
    */
-  public record Choice(Plan plan, List<Device> devices, String explanation) {
+  public record Choice(Plan plan, List<Device> devices, String explanation, double stepSeconds) {
     public Choice {
       Objects.requireNonNull(plan, "plan");
       devices = List.copyOf(devices);
@@ -684,7 +685,7 @@ public final class Planner {
               ? "\n  no plan on more devices fits"
               : "\n  more devices would not pay: the next best is " + slower(next, e));
     }
-    return new Choice(p, e.devices, sb.toString());
+    return new Choice(p, e.devices, sb.toString(), e.stepSeconds);
   }
 
   /** {@code 1×1×2 (est. 1.6× slower)}. */

@@ -21,6 +21,7 @@ import java.util.Objects;
  * @param threads libtorch's intra-op threads; 0 for its default (all cores)
  * @param quantization how the frozen base weights are held
  * @param parallel how a distributed run splits the job over devices; ignored on one device
+ * @param elastic when a distributed run takes in devices that join, and its device limits
  */
 public record JobConfig(
     Path file,
@@ -39,8 +40,10 @@ public record JobConfig(
     long seed,
     int threads,
     QuantizationSettings quantization,
-    ParallelSettings parallel) {
+    ParallelSettings parallel,
+    ElasticSettings elastic) {
   public JobConfig {
+    Objects.requireNonNull(elastic, "elastic");
     Objects.requireNonNull(quantization, "quantization");
     Objects.requireNonNull(parallel, "parallel");
     Objects.requireNonNull(file, "file");

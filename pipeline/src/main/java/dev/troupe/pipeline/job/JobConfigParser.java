@@ -175,7 +175,23 @@ final class JobConfigParser {
         r.integer("seed", Long.MIN_VALUE),
         r.smallInteger("threads", 0),
         quantization(r),
-        parallel(r));
+        parallel(r),
+        elastic(r));
+  }
+
+  private static ElasticSettings elastic(SettingsReader r) throws JobConfigException {
+    int min = r.smallInteger("elastic.min-devices", 1);
+    int max = r.smallInteger("elastic.max-devices", 0);
+    if (max > 0 && max < min) {
+      throw r.error(
+          "elastic.max-devices",
+          "must be 0 (no limit) or at least elastic.min-devices (" + min + "), got " + max);
+    }
+    return new ElasticSettings(
+        min,
+        max,
+        r.number("elastic.cooldown-seconds", v -> v >= 0, NON_NEGATIVE),
+        r.number("elastic.min-gain", v -> v > 0 && v < 1, "must be a number in (0, 1)"));
   }
 
   /**

@@ -48,6 +48,25 @@ class JobConfigTest {
   }
 
   @Test
+  void elasticDefaultsAndLimits() throws Exception {
+    assertEquals(ElasticSettings.DEFAULT, parse(REQUIRED).elastic());
+    assertEquals(
+        new ElasticSettings(2, 4, 0, 0.5),
+        parse(
+                REQUIRED
+                    + "elastic { min-devices = 2, max-devices = 4, cooldown-seconds = 0,"
+                    + " min-gain = 0.5 }")
+            .elastic());
+    JobConfigException e =
+        assertThrows(
+            JobConfigException.class,
+            () -> parse(REQUIRED + "elastic { min-devices = 3, max-devices = 2 }"));
+    assertTrue(e.getMessage().contains("elastic.max-devices"), e.getMessage());
+    e = assertThrows(JobConfigException.class, () -> parse(REQUIRED + "elastic.min-gain = 1.5"));
+    assertTrue(e.getMessage().contains("elastic.min-gain"), e.getMessage());
+  }
+
+  @Test
   void parallelIsAutoOrAnObjectWhoseMissingKeysAreOne() throws Exception {
     assertEquals(ParallelSettings.AUTO, parse(REQUIRED + "parallel = AUTO").parallel());
     assertEquals(
@@ -175,7 +194,8 @@ class JobConfigTest {
                 1,
                 0,
                 c.quantization(),
-                c.parallel()));
+                c.parallel(),
+                c.elastic()));
   }
 
   @Test

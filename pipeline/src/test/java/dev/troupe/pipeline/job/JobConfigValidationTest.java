@@ -94,10 +94,10 @@ class JobConfigValidationTest {
       delimiter = '|',
       textBlock =
           """
-          learning-rate = 1                           | learning-rate: unknown key (known: batch, checkpoint, data, epochs, eval, gradient-checkpointing, lora, model, optimizer, output, parallel, precision, quantization, seed, steps, threads)
-          Model = m                                   | Model: unknown key (known: batch, checkpoint, data, epochs, eval, gradient-checkpointing, lora, model, optimizer, output, parallel, precision, quantization, seed, steps, threads)
-          troupe.job.seed = 1                         | troupe: unknown key (known: batch, checkpoint, data, epochs, eval, gradient-checkpointing, lora, model, optimizer, output, parallel, precision, quantization, seed, steps, threads)
-          "lora.r" = 8                                | "lora.r": unknown key (known: batch, checkpoint, data, epochs, eval, gradient-checkpointing, lora, model, optimizer, output, parallel, precision, quantization, seed, steps, threads)
+          learning-rate = 1                           | learning-rate: unknown key (known: batch, checkpoint, data, elastic, epochs, eval, gradient-checkpointing, lora, model, optimizer, output, parallel, precision, quantization, seed, steps, threads)
+          Model = m                                   | Model: unknown key (known: batch, checkpoint, data, elastic, epochs, eval, gradient-checkpointing, lora, model, optimizer, output, parallel, precision, quantization, seed, steps, threads)
+          troupe.job.seed = 1                         | troupe: unknown key (known: batch, checkpoint, data, elastic, epochs, eval, gradient-checkpointing, lora, model, optimizer, output, parallel, precision, quantization, seed, steps, threads)
+          "lora.r" = 8                                | "lora.r": unknown key (known: batch, checkpoint, data, elastic, epochs, eval, gradient-checkpointing, lora, model, optimizer, output, parallel, precision, quantization, seed, steps, threads)
           optimizer.learning-rate = 1                 | optimizer.learning-rate: unknown key (known: betas, eps, lr, max-grad-norm, schedule, warmup-steps, weight-decay)
           optimizer { lr = 1e-4, learning-rate = 1 }  | optimizer.learning-rate: unknown key (known: betas, eps, lr, max-grad-norm, schedule, warmup-steps, weight-decay)
           batch.size = 8                              | batch.size: unknown key (known: global, micro, seq-len)

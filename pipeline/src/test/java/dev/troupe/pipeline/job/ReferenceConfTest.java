@@ -35,7 +35,7 @@ class ReferenceConfTest {
   void everyDefaultIsCommented() {
     Map<String, ConfigValue> leaves = new TreeMap<>();
     leaves(job().root(), "", leaves);
-    assertEquals(43, leaves.size(), leaves.keySet().toString());
+    assertEquals(47, leaves.size(), leaves.keySet().toString());
     List<String> bare = new ArrayList<>();
     leaves.forEach(
         (k, v) -> {
