@@ -17,11 +17,13 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
- * A job over two devices (pp=2) loses a node that holds one of its stages (kill -9): the driver
+ * A job over two devices (pp=2) loses a node that holds one of its stages (kill -9, or frozen with
+ * SIGSTOP past the failure detector's limit, so that the split-brain resolver downs it): the driver
  * sees the device go, the coordinator plans again on the devices left (the spare worker takes the
  * lost stage), and the new run restores the trainable state of the last committed step from the
  * copies every stage keeps on its own device and on a buddy on another node: there is no checkpoint
@@ -57,8 +59,19 @@ class DistributedWorkerLossTest {
         dir, name, "steps = 60\ncheckpoint { every = 1000 }\nparallel " + parallel);
   }
 
-  @Test
-  void aJobOverTwoDevicesSurvivesTheLossOfOneOfThem() throws Exception {
+  private static void signal(Process p, String signal) throws Exception {
+    Process kill = new ProcessBuilder("kill", "-" + signal, "" + p.pid()).inheritIO().start();
+    assertEquals(0, kill.waitFor(), "kill -" + signal + " " + p.pid());
+  }
+
+  /**
+   * @param how {@code kill}: kill -9 of the worker; {@code freeze}: SIGSTOP, so that it stops
+   *     answering heartbeats but keeps its connections, until the split-brain resolver downs it;
+   *     SIGCONT at the end, after which it finds itself downed and exits
+   */
+  @ParameterizedTest(name = "{0}")
+  @ValueSource(strings = {"kill", "freeze"})
+  void aJobOverTwoDevicesSurvivesTheLossOfOneOfThem(String how) throws Exception {
     ParallelPlansTest.writeModelAndData(dir);
     Path job = job("job", "{ pp = 2 }");
     int p1 = Nodes.freePort();
@@ -124,7 +137,9 @@ class DistributedWorkerLossTest {
       int victim = -1;
       for (int i = 0; i < 3; i++) if (used.contains(":" + ports.get(i) + "/")) victim = i;
       assertTrue(victim >= 0, "a worker of the plan: " + used);
-      workers.get(victim).process().destroyForcibly();
+      Process lost = workers.get(victim).process();
+      if (how.equals("kill")) lost.destroyForcibly();
+      else signal(lost, "STOP");
       long killed = System.nanoTime();
       stepAtKill = lastStep(metrics);
       // the new run truncates metrics.jsonl to its checkpoint, then commits past stepAtKill
@@ -142,6 +157,15 @@ class DistributedWorkerLossTest {
       }
       System.out.println("status: last recovery: " + s.path("last_recovery").asText());
       assertTrue(s.path("last_recovery").asText().contains("left the cluster"), s.toString());
+      if (how.equals("freeze")) {
+        signal(lost, "CONT");
+        // downed while frozen: once it runs again it learns so and its node shuts down
+        assertTrue(lost.waitFor(90, TimeUnit.SECONDS), "the frozen node exits after SIGCONT");
+        System.out.println("the frozen node exited " + lost.exitValue() + " after SIGCONT");
+        JsonNode after = status(conf);
+        assertEquals(
+            3, after.path("members").asInt(), "the coordinator node and two workers: " + after);
+      }
     } catch (Throwable t) {
       for (Nodes.Node n : nodes) {
         System.out.println("node " + n + ", stderr:\n" + Files.readString(n.stderr()));
@@ -151,10 +175,10 @@ class DistributedWorkerLossTest {
       for (Nodes.Node n : nodes.reversed()) n.stop();
     }
     System.out.printf(
-        "pp=2 worker killed after step %d; a step past it committed by the new plan %.1f s later"
+        "pp=2 worker %s after step %d; a step past it committed by the new plan %.1f s later"
             + " (failure detector: acceptable-heartbeat-pause 2 s, split-brain resolver"
             + " stable-after 3 s)%n",
-        stepAtKill, recovery);
+        how.equals("kill") ? "killed (kill -9)" : "frozen (SIGSTOP)", stepAtKill, recovery);
 
     JsonNode replan = null;
     for (String line : Files.readAllLines(dir.resolve("job/metrics.jsonl"))) {
@@ -163,6 +187,8 @@ class DistributedWorkerLossTest {
     assertTrue(replan != null, "a replan event in metrics.jsonl");
     System.out.println("replan event: " + replan);
     assertEquals("copies", replan.path("restored_from").asText(), replan.toString());
+    // from the last step committed before the kill to the coordinator learning of the loss
+    assertTrue(replan.path("detect_ms").asLong() > 0, replan.toString());
     assertEquals(
         replan.path("committed_step").asLong(),
         replan.path("resumed_at_step").asLong(),

@@ -68,7 +68,7 @@ final class Nodes {
     Process p =
         new ProcessBuilder(cmd)
             .directory(dir.toFile())
-            .redirectError(ProcessBuilder.Redirect.to(stderr.toFile()))
+            .redirectError(ProcessBuilder.Redirect.appendTo(stderr.toFile()))
             .start();
     List<String> lines = new CopyOnWriteArrayList<>();
     Thread reader =

@@ -1,0 +1,151 @@
+package dev.troupe.tests;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.troupe.pipeline.job.JobConfig;
+import dev.troupe.pipeline.train.Trainer;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The whole cluster stops at once (kill -9 of every node) under a job over two devices (pp=2,
+ * checkpoints every 10 steps), and is started again: the coordinator node on its old port and data
+ * folder (its H2 journal), the workers afresh. The coordinator recovers the job from the journal;
+ * no device holds a copy of its state any more, so the run goes back to the newest checkpoint, says
+ * so in the replan event, and the job completes with every step in metrics.jsonl once and the
+ * losses and adapter of the same job trained in one go on one device.
+ */
+class WholeClusterRestartTest {
+  @TempDir Path dir;
+
+  private static long lastStep(Path metrics) throws Exception {
+    List<JsonNode> steps = TrainingJobs.steps(metrics);
+    return steps.isEmpty() ? 0 : steps.getLast().path("step").asLong();
+  }
+
+  private Path job(String name, String parallel) throws Exception {
+    return TrainingJobs.exactJob(
+        dir, name, "steps = 60\ncheckpoint { every = 10 }\nparallel " + parallel);
+  }
+
+  private List<Nodes.Node> start(int p1, Path conf, String round) throws Exception {
+    String contact = "127.0.0.1:" + p1;
+    List<Nodes.Node> nodes = new ArrayList<>();
+    Nodes.Node coordinator =
+        Nodes.start(dir, "n1", "--port", "" + p1, "--devices", "none", "--config", conf.toString());
+    nodes.add(coordinator);
+    Nodes.await(coordinator, "troupe node up: pekko://troupe@" + contact + " devices=0");
+    for (int i = 0; i < 2; i++) {
+      int port = Nodes.freePort();
+      nodes.add(
+          Nodes.start(
+              dir,
+              "w" + i + round,
+              "--port",
+              "" + port,
+              "--seeds",
+              contact,
+              "--roles",
+              "worker",
+              "--devices",
+              "cpu:1",
+              "--threads-per-device",
+              "1",
+              "--config",
+              conf.toString()));
+      Nodes.await(coordinator, "troupe node: member up pekko://troupe@127.0.0.1:" + port);
+    }
+    return nodes;
+  }
+
+  @Test
+  void aStoppedClusterResumesTheJobFromItsLastCheckpoint() throws Exception {
+    ParallelPlansTest.writeModelAndData(dir);
+    Path job = job("job", "{ pp = 2 }");
+    int p1 = Nodes.freePort();
+    Path conf = dir.resolve("cluster.conf");
+    Files.writeString(
+        conf, "troupe.client { contacts = [\"127.0.0.1:%d\"], timeout = 30s }\n".formatted(p1));
+    Path metrics = dir.resolve("job/metrics.jsonl");
+    List<Nodes.Node> nodes = new ArrayList<>();
+    long stepAtStop;
+    try {
+      nodes.addAll(start(p1, conf, "a"));
+      assertEquals(0, Nodes.client(conf, "submit", job.toString()).status());
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(240);
+      while (lastStep(metrics) < 25) {
+        if (System.nanoTime() > deadline) fail("the job never reached step 25");
+        Thread.sleep(50);
+      }
+      for (Nodes.Node n : nodes) n.process().destroyForcibly();
+      for (Nodes.Node n : nodes) n.process().waitFor(30, TimeUnit.SECONDS);
+      stepAtStop = lastStep(metrics);
+      nodes.clear();
+
+      nodes.addAll(start(p1, conf, "b"));
+      JsonNode s = null;
+      while (s == null || !s.path("state").asText().equals("COMPLETED")) {
+        if (System.nanoTime() > deadline) fail("the job never completed after the restart: " + s);
+        Thread.sleep(1000);
+        Nodes.ClientRun r = Nodes.client(conf, "jobs", "--json");
+        if (r.status() == 0) {
+          s = new ObjectMapper().readTree(r.out().strip().lines().findFirst().orElseThrow());
+        }
+      }
+    } catch (Throwable t) {
+      for (Nodes.Node n : nodes) System.out.println("node " + n + ":\n" + n.report());
+      throw t;
+    } finally {
+      for (Nodes.Node n : nodes.reversed()) n.stop();
+    }
+
+    JsonNode replan = null;
+    for (String line : Files.readAllLines(metrics)) {
+      if (line.contains("\"replan\"")) replan = new ObjectMapper().readTree(line);
+    }
+    assertTrue(replan != null, "a replan event in metrics.jsonl");
+    System.out.printf("whole cluster killed after step %d; replan event: %s%n", stepAtStop, replan);
+    assertEquals("checkpoint", replan.path("restored_from").asText(), replan.toString());
+    long resumed = replan.path("resumed_at_step").asLong();
+    assertEquals(0, resumed % 10, "a checkpoint's step: " + replan);
+    assertTrue(resumed >= 20 && resumed <= stepAtStop, replan.toString());
+
+    List<JsonNode> steps = TrainingJobs.steps(metrics);
+    assertEquals(60, steps.size(), "every step once");
+    for (int i = 0; i < steps.size(); i++) assertEquals(i + 1, steps.get(i).get("step").asInt());
+    Path direct = job("direct", "{ pp = 1 }");
+    new Trainer(JobConfig.load(direct), new PrintStream(new ByteArrayOutputStream()), false).run();
+    List<JsonNode> expected = TrainingJobs.steps(dir.resolve("direct/metrics.jsonl"));
+    double worst = 0;
+    for (int i = 0; i < 60; i++) {
+      double a = steps.get(i).get("loss").asDouble();
+      double b = expected.get(i).get("loss").asDouble();
+      worst = Math.max(worst, Math.abs(a / b - 1));
+    }
+    System.out.printf(
+        "losses against one device in one go: worst relative difference %.2e%n", worst);
+    assertTrue(worst <= 1e-4, "losses differ by " + worst);
+    var a = DistributedJobsTest.adapter(dir.resolve("job/adapter"));
+    var b = DistributedJobsTest.adapter(dir.resolve("direct/adapter"));
+    assertEquals(b.keySet(), a.keySet());
+    double worstAdapter = 0;
+    for (String k : a.keySet()) {
+      for (int i = 0; i < a.get(k).length; i++) {
+        worstAdapter = Math.max(worstAdapter, Math.abs(a.get(k)[i] - b.get(k)[i]));
+      }
+    }
+    System.out.printf("adapter against one device: worst difference %.2e%n", worstAdapter);
+    assertTrue(worstAdapter <= 1e-4, "adapters differ by " + worstAdapter);
+  }
+}
