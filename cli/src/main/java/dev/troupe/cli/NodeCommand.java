@@ -207,8 +207,79 @@ final class NodeCommand implements Main.Command {
     for (DeviceInfo d : devices) {
       ctx.spawn(DeviceActor.create(d, self.toString()), "device-" + d.id().replace(':', '-'));
     }
+    if (!devices.isEmpty()) leaveAfterDrain(ctx.getSystem(), proxy, self, out);
     ctx.spawn(membership(self, devices.size(), out), "membership");
     return Behaviors.empty();
+  }
+
+  /**
+   * A node with devices that leaves the cluster (SIGTERM, ctrl-C, a normal leave) first drains
+   * itself: the coordinator moves the running plan off its devices at the next step boundary, and
+   * the node leaves once that run has ended (at most the phase's timeout, 120 s by default), so its
+   * work moves away losing nothing. Nothing waits where no run uses it.
+   */
+  private static void leaveAfterDrain(
+      org.apache.pekko.actor.typed.ActorSystem<?> system,
+      ActorRef<CoordinatorProtocol.Command> coordinator,
+      Address self,
+      PrintStream out) {
+    java.time.Duration wait =
+        system
+            .settings()
+            .config()
+            .getDuration("pekko.coordinated-shutdown.phases.before-cluster-shutdown.timeout");
+    // what the phase leaves after the probe, less a margin to print the outcome
+    java.time.Duration waitForRun =
+        wait.minusSeconds(15).isNegative()
+            ? java.time.Duration.ofSeconds(1)
+            : wait.minusSeconds(15);
+    org.apache.pekko.actor.CoordinatedShutdown.get(system)
+        .addTask(
+            org.apache.pekko.actor.CoordinatedShutdown.PhaseBeforeClusterShutdown(),
+            "troupe-drain-before-leaving",
+            () -> {
+              var shutdown = org.apache.pekko.actor.CoordinatedShutdown.get(system);
+              if (shutdown
+                  .getShutdownReason()
+                  .filter(
+                      r -> r == org.apache.pekko.actor.CoordinatedShutdown.clusterDowningReason())
+                  .isPresent()) {
+                // downed: the others already count it gone and re-planned
+                return java.util.concurrent.CompletableFuture.completedFuture(
+                    org.apache.pekko.Done.getInstance());
+              }
+              // a short first ask finds out whether the coordinator answers at all (it may be
+              // gone too); only then does the node wait for its run to move
+              return ask(coordinator, self, false, java.time.Duration.ofSeconds(10), system)
+                  .thenCompose(probe -> ask(coordinator, self, true, waitForRun, system))
+                  .handle(
+                      (reply, failure) -> {
+                        out.println(
+                            "troupe node: leaving: "
+                                + (failure != null
+                                    ? "the coordinator did not answer the drain ("
+                                        + rootCause(failure).getClass().getSimpleName()
+                                        + ")"
+                                    : reply instanceof CoordinatorProtocol.Accepted a
+                                        ? a.jobId()
+                                        : ((CoordinatorProtocol.Refused) reply).reason()));
+                        out.flush();
+                        return org.apache.pekko.Done.getInstance();
+                      });
+            });
+  }
+
+  private static java.util.concurrent.CompletionStage<CoordinatorProtocol.Reply> ask(
+      ActorRef<CoordinatorProtocol.Command> coordinator,
+      Address self,
+      boolean await,
+      java.time.Duration timeout,
+      org.apache.pekko.actor.typed.ActorSystem<?> system) {
+    return org.apache.pekko.actor.typed.javadsl.AskPattern.ask(
+        coordinator,
+        to -> new CoordinatorProtocol.Drain(self.toString(), await, to),
+        timeout,
+        system.scheduler());
   }
 
   /** Prints the up line for this node and one line per other member coming up or going. */

@@ -71,7 +71,8 @@ public final class ClientGateway extends AbstractActor {
         switch (r) {
           case SubmitJob s -> to -> new CoordinatorProtocol.Submit(s.name(), s.config(), to);
           case ControlJob c -> to -> new CoordinatorProtocol.Control(c.jobId(), c.action(), to);
-          case ClientProtocol.DrainNode d -> to -> new CoordinatorProtocol.Drain(d.node(), to);
+          case ClientProtocol.DrainNode d ->
+              to -> new CoordinatorProtocol.Drain(d.node(), false, to);
           case ListAllJobs l -> CoordinatorProtocol.ListJobs::new;
         };
     CompletionStage<Object> answer =

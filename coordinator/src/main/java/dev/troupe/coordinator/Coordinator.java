@@ -85,6 +85,9 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
   private PlanRun.Replan pendingReplan;
   // nodes drained with `troupe drain`: their devices are not planned on while they are listed
   private final java.util.Set<String> drained = new java.util.HashSet<>();
+  // drains that answer once the run using their node has ended
+  private final List<ActorRef<CoordinatorProtocol.Reply>> drainWaiters =
+      new java.util.ArrayList<>();
   // the running plan: its job's settings, estimated step time and when it was made
   private JobConfig runningConfig;
   private ModelConfig runningModel;
@@ -326,6 +329,10 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
       if (desc != null && desc.node().equals(node)) used = true;
     }
     if (used) rebalance("node " + node + " drained");
+    if (used && d.await()) {
+      drainWaiters.add(d.replyTo());
+      return Effect().none();
+    }
     String what =
         node
             + " drained: "
@@ -372,6 +379,10 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
             }
           }
         }
+        for (ActorRef<CoordinatorProtocol.Reply> w : drainWaiters) {
+          w.tell(new Accepted("the run that used it ended at a step boundary"));
+        }
+        drainWaiters.clear();
         if (pendingReplan != null) {
           // the run stopped for a drain or a join (or failed first: then that is the cause)
           if (replan == null && e.outcome() == DeviceActor.Outcome.STOPPED) replan = pendingReplan;

@@ -21,9 +21,10 @@ public final class CoordinatorProtocol {
   /**
    * Drains a node ({@code pekko://system@host:port} or {@code host:port}): the running plan stops
    * using its devices at the next step boundary and no plan uses them while the node stays;
-   * answered with {@link Accepted} (what happens, in words) or {@link Refused}.
+   * answered with {@link Accepted} (what happens, in words) or {@link Refused}: at once, or with
+   * {@code await} once the run that used the node has ended (a node that is leaving waits so).
    */
-  public record Drain(String node, ActorRef<Reply> replyTo) implements Command {}
+  public record Drain(String node, boolean await, ActorRef<Reply> replyTo) implements Command {}
 
   /** Asks for every job; answered with {@link Jobs}. */
   public record ListJobs(ActorRef<Reply> replyTo) implements Command {}

@@ -67,10 +67,12 @@ class DistributedWorkerLossTest {
   /**
    * @param how {@code kill}: kill -9 of the worker; {@code freeze}: SIGSTOP, so that it stops
    *     answering heartbeats but keeps its connections, until the split-brain resolver downs it;
-   *     SIGCONT at the end, after which it finds itself downed and exits
+   *     SIGCONT at the end, after which it finds itself downed and exits; {@code leave}: SIGTERM, a
+   *     normal leave: the node drains itself (the run moves off it at the next step boundary) and
+   *     then leaves the cluster
    */
   @ParameterizedTest(name = "{0}")
-  @ValueSource(strings = {"kill", "freeze"})
+  @ValueSource(strings = {"kill", "freeze", "leave"})
   void aJobOverTwoDevicesSurvivesTheLossOfOneOfThem(String how) throws Exception {
     ParallelPlansTest.writeModelAndData(dir);
     Path job = job("job", "{ pp = 2 }");
@@ -138,10 +140,27 @@ class DistributedWorkerLossTest {
       for (int i = 0; i < 3; i++) if (used.contains(":" + ports.get(i) + "/")) victim = i;
       assertTrue(victim >= 0, "a worker of the plan: " + used);
       Process lost = workers.get(victim).process();
-      if (how.equals("kill")) lost.destroyForcibly();
-      else signal(lost, "STOP");
+      switch (how) {
+        case "kill" -> lost.destroyForcibly();
+        case "freeze" -> signal(lost, "STOP");
+        // SIGTERM: the node drains itself, then leaves (Process.destroy would send it too, but
+        // also close our end of its stdout)
+        default -> signal(lost, "TERM");
+      }
       long killed = System.nanoTime();
       stepAtKill = lastStep(metrics);
+      if (how.equals("leave")) {
+        // the run goes on until the node's drain reaches the coordinator, then moves at a step
+        // boundary: wait for a plan without the node
+        s = status(conf);
+        while (s.path("device").asText().isEmpty()
+            || s.path("device").asText().contains(":" + ports.get(victim) + "/")) {
+          if (System.nanoTime() > deadline) fail("the run never moved off the leaving node: " + s);
+          Thread.sleep(200);
+          s = status(conf);
+        }
+        stepAtKill = s.path("step").asLong();
+      }
       // the new run truncates metrics.jsonl to its checkpoint, then commits past stepAtKill
       while (lastStep(metrics) <= stepAtKill) {
         if (System.nanoTime() > deadline) fail("the job never got past step " + stepAtKill);
@@ -156,7 +175,19 @@ class DistributedWorkerLossTest {
         s = status(conf);
       }
       System.out.println("status: last recovery: " + s.path("last_recovery").asText());
-      assertTrue(s.path("last_recovery").asText().contains("left the cluster"), s.toString());
+      assertTrue(
+          s.path("last_recovery")
+              .asText()
+              .contains(how.equals("leave") ? "drained" : "left the cluster"),
+          s.toString());
+      if (how.equals("leave")) {
+        assertTrue(lost.waitFor(90, TimeUnit.SECONDS), "the leaving node exits");
+        assertEquals(143, lost.exitValue(), "a JVM ended by SIGTERM after its shutdown hooks");
+        Nodes.Node left = workers.get(victim);
+        String line = "troupe node: leaving: the run that used it ended at a step boundary";
+        for (int i = 0; i < 50 && !left.printed(line); i++) Thread.sleep(100); // the reader's lag
+        assertTrue(left.printed(line), left.report());
+      }
       if (how.equals("freeze")) {
         signal(lost, "CONT");
         // downed while frozen: once it runs again it learns so and its node shuts down
@@ -178,7 +209,13 @@ class DistributedWorkerLossTest {
         "pp=2 worker %s after step %d; a step past it committed by the new plan %.1f s later"
             + " (failure detector: acceptable-heartbeat-pause 2 s, split-brain resolver"
             + " stable-after 3 s)%n",
-        how.equals("kill") ? "killed (kill -9)" : "frozen (SIGSTOP)", stepAtKill, recovery);
+        switch (how) {
+          case "kill" -> "killed (kill -9)";
+          case "freeze" -> "frozen (SIGSTOP)";
+          default -> "stopped (SIGTERM: drained, then left)";
+        },
+        stepAtKill,
+        recovery);
 
     JsonNode replan = null;
     for (String line : Files.readAllLines(dir.resolve("job/metrics.jsonl"))) {
@@ -188,7 +225,8 @@ class DistributedWorkerLossTest {
     System.out.println("replan event: " + replan);
     assertEquals("copies", replan.path("restored_from").asText(), replan.toString());
     // from the last step committed before the kill to the coordinator learning of the loss
-    assertTrue(replan.path("detect_ms").asLong() > 0, replan.toString());
+    // (0 for a drain, which is a re-plan on purpose)
+    assertEquals(how.equals("leave"), replan.path("detect_ms").asLong() == 0, replan.toString());
     assertEquals(
         replan.path("committed_step").asLong(),
         replan.path("resumed_at_step").asLong(),
