@@ -7,8 +7,6 @@ import static org.junit.jupiter.api.Assertions.fail;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.troupe.cli.Main;
-import dev.troupe.pipeline.job.JobConfig;
-import dev.troupe.pipeline.train.Trainer;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
@@ -99,22 +97,7 @@ class DistributedWorkerLossTest {
       List<Integer> ports = List.of(Nodes.freePort(), Nodes.freePort(), Nodes.freePort());
       List<Nodes.Node> workers = new ArrayList<>();
       for (int port : ports) {
-        Nodes.Node w =
-            Nodes.start(
-                dir,
-                "w" + port,
-                "--port",
-                "" + port,
-                "--seeds",
-                contact,
-                "--roles",
-                "worker",
-                "--devices",
-                "cpu:1",
-                "--threads-per-device",
-                "1",
-                "--config",
-                conf.toString());
+        Nodes.Node w = Nodes.worker(dir, "w" + port, port, contact, conf);
         nodes.add(w);
         workers.add(w);
         Nodes.await(coordinator, "troupe node: member up pekko://troupe@127.0.0.1:" + port);
@@ -231,31 +214,6 @@ class DistributedWorkerLossTest {
         replan.path("committed_step").asLong(),
         replan.path("resumed_at_step").asLong(),
         "no committed step is computed again: " + replan);
-    List<JsonNode> steps = TrainingJobs.steps(dir.resolve("job/metrics.jsonl"));
-    assertEquals(60, steps.size(), "every step once");
-    for (int i = 0; i < steps.size(); i++) assertEquals(i + 1, steps.get(i).get("step").asInt());
-    Path direct = job("direct", "{ pp = 1 }");
-    new Trainer(JobConfig.load(direct), new PrintStream(new ByteArrayOutputStream()), false).run();
-    List<JsonNode> expected = TrainingJobs.steps(dir.resolve("direct/metrics.jsonl"));
-    double worst = 0;
-    for (int i = 0; i < 60; i++) {
-      double a = steps.get(i).get("loss").asDouble();
-      double b = expected.get(i).get("loss").asDouble();
-      worst = Math.max(worst, Math.abs(a / b - 1));
-    }
-    System.out.printf(
-        "losses against one device in one go: worst relative difference %.2e%n", worst);
-    assertTrue(worst <= 1e-4, "losses differ by " + worst);
-    var a = DistributedJobsTest.adapter(dir.resolve("job/adapter"));
-    var b = DistributedJobsTest.adapter(dir.resolve("direct/adapter"));
-    assertEquals(b.keySet(), a.keySet());
-    double worstAdapter = 0;
-    for (String k : a.keySet()) {
-      for (int i = 0; i < a.get(k).length; i++) {
-        worstAdapter = Math.max(worstAdapter, Math.abs(a.get(k)[i] - b.get(k)[i]));
-      }
-    }
-    System.out.printf("adapter against one device: worst difference %.2e%n", worstAdapter);
-    assertTrue(worstAdapter <= 1e-4, "adapters differ by " + worstAdapter);
+    TrainingJobs.matchesOneDevice(dir.resolve("job"), job("direct", "{ pp = 1 }"), 60);
   }
 }

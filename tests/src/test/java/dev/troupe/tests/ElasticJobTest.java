@@ -6,10 +6,6 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.troupe.pipeline.job.JobConfig;
-import dev.troupe.pipeline.train.Trainer;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -72,24 +68,6 @@ class ElasticJobTest {
             .formatted(parallel));
   }
 
-  private Nodes.Node worker(int port, String contact, Path conf) throws Exception {
-    return Nodes.start(
-        dir,
-        "w" + port,
-        "--port",
-        "" + port,
-        "--seeds",
-        contact,
-        "--roles",
-        "worker",
-        "--devices",
-        "cpu:1",
-        "--threads-per-device",
-        "1",
-        "--config",
-        conf.toString());
-  }
-
   @Test
   void aJoiningNodeIsTakenInAndADrainedOneIsLeft() throws Exception {
     ParallelPlansTest.writeModelAndData(dir);
@@ -109,7 +87,7 @@ class ElasticJobTest {
       nodes.add(coordinator);
       Nodes.await(coordinator, "troupe node up: pekko://troupe@" + contact + " devices=0");
       int w1 = Nodes.freePort();
-      nodes.add(worker(w1, contact, conf));
+      nodes.add(Nodes.worker(dir, "w" + w1, w1, contact, conf));
       Nodes.await(coordinator, "troupe node: member up pekko://troupe@127.0.0.1:" + w1);
       assertEquals(0, Nodes.client(conf, "submit", job.toString()).status());
       long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(300);
@@ -121,7 +99,7 @@ class ElasticJobTest {
       assertTrue(s.path("plan").asText().startsWith("pp=1 tp=1 dp=1"), s.toString());
 
       int w2 = Nodes.freePort();
-      nodes.add(worker(w2, contact, conf));
+      nodes.add(Nodes.worker(dir, "w" + w2, w2, contact, conf));
       s =
           awaitStatus(
               conf,
@@ -180,41 +158,6 @@ class ElasticJobTest {
         replan.path("resumed_at_step").asLong(),
         "no committed step is computed again: " + replan);
 
-    List<JsonNode> steps = TrainingJobs.steps(metrics);
-    assertEquals(200, steps.size(), "every step once");
-    for (int i = 0; i < steps.size(); i++) assertEquals(i + 1, steps.get(i).get("step").asInt());
-    Path direct = job("direct", "{ pp = 1 }");
-    new Trainer(JobConfig.load(direct), new PrintStream(new ByteArrayOutputStream()), false).run();
-    List<JsonNode> expected = TrainingJobs.steps(dir.resolve("direct/metrics.jsonl"));
-    double worst = 0;
-    for (int i = 0; i < steps.size(); i++) {
-      double a = steps.get(i).get("loss").asDouble();
-      double b = expected.get(i).get("loss").asDouble();
-      if (worst <= 1e-4 && Math.abs(a / b - 1) > 1e-4) {
-        System.out.println(
-            "first step off by more than 1e-4: " + steps.get(i) + " vs " + expected.get(i));
-      }
-      worst = Math.max(worst, Math.abs(a / b - 1));
-    }
-    System.out.printf(
-        "losses against one device in one go: worst relative difference %.2e%n", worst);
-    assertTrue(worst <= 1e-4, "losses differ by " + worst);
-    var a = DistributedJobsTest.adapter(dir.resolve("job/adapter"));
-    var b = DistributedJobsTest.adapter(dir.resolve("direct/adapter"));
-    assertEquals(b.keySet(), a.keySet());
-    double worstTensor = 0;
-    for (String k : a.keySet()) {
-      double num = 0;
-      double den = 0;
-      for (int i = 0; i < a.get(k).length; i++) {
-        double d = a.get(k)[i] - b.get(k)[i];
-        num += d * d;
-        den += (double) b.get(k)[i] * b.get(k)[i];
-      }
-      worstTensor = Math.max(worstTensor, Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30));
-    }
-    System.out.printf(
-        "adapter against one device: worst relative difference of a tensor %.2e%n", worstTensor);
-    assertTrue(worstTensor <= 1e-4, "adapters differ by " + worstTensor);
+    TrainingJobs.matchesOneDevice(dir.resolve("job"), job("direct", "{ pp = 1 }"), 200);
   }
 }

@@ -87,6 +87,29 @@ final class Nodes {
     return new Node(name, p, lines, stderr);
   }
 
+  /**
+   * Starts a worker node named {@code name} on {@code port} with one 1-thread CPU device, joining
+   * {@code contact}, with the cluster settings of {@code config}.
+   */
+  static Node worker(Path dir, String name, int port, String contact, Path config)
+      throws IOException {
+    return start(
+        dir,
+        name,
+        "--port",
+        "" + port,
+        "--seeds",
+        contact,
+        "--roles",
+        "worker",
+        "--devices",
+        "cpu:1",
+        "--threads-per-device",
+        "1",
+        "--config",
+        config.toString());
+  }
+
   /** The exit status and output of one client command run in this JVM. */
   record ClientRun(int status, String out, String err) {}
 

@@ -1,10 +1,17 @@
 package dev.troupe.tests;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.troupe.pipeline.job.JobConfig;
 import dev.troupe.pipeline.model.ModelConfig;
 import dev.troupe.pipeline.model.RandomInit;
+import dev.troupe.pipeline.train.Trainer;
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -96,6 +103,47 @@ final class TrainingJobs {
             "train",
             job.toString()));
     return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+  }
+
+  /**
+   * Checks a cluster run of {@code total} steps (output folder {@code run}) against {@code direct},
+   * the same job trained in one go on one device here: every step once in metrics.jsonl, losses
+   * within 1e-4 relative, every adapter tensor within 1e-4 of the other's norm. Prints the worst
+   * differences.
+   */
+  static void matchesOneDevice(Path run, Path direct, int total) throws Exception {
+    List<JsonNode> steps = steps(run.resolve("metrics.jsonl"));
+    assertEquals(total, steps.size(), "every step once");
+    for (int i = 0; i < steps.size(); i++) assertEquals(i + 1, steps.get(i).get("step").asInt());
+    new Trainer(JobConfig.load(direct), new PrintStream(new ByteArrayOutputStream()), false).run();
+    JobConfig d = JobConfig.load(direct);
+    List<JsonNode> expected = steps(d.output().resolve("metrics.jsonl"));
+    double worst = 0;
+    for (int i = 0; i < total; i++) {
+      double a = steps.get(i).get("loss").asDouble();
+      double b = expected.get(i).get("loss").asDouble();
+      worst = Math.max(worst, Math.abs(a / b - 1));
+    }
+    System.out.printf(
+        "losses against one device in one go: worst relative difference %.2e%n", worst);
+    assertTrue(worst <= 1e-4, "losses differ by " + worst);
+    var a = DistributedJobsTest.adapter(run.resolve("adapter"));
+    var b = DistributedJobsTest.adapter(d.output().resolve("adapter"));
+    assertEquals(b.keySet(), a.keySet());
+    double worstTensor = 0;
+    for (String k : a.keySet()) {
+      double num = 0;
+      double den = 0;
+      for (int i = 0; i < a.get(k).length; i++) {
+        double diff = a.get(k)[i] - b.get(k)[i];
+        num += diff * diff;
+        den += (double) b.get(k)[i] * b.get(k)[i];
+      }
+      worstTensor = Math.max(worstTensor, Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30));
+    }
+    System.out.printf(
+        "adapter against one device: worst relative difference of a tensor %.2e%n", worstTensor);
+    assertTrue(worstTensor <= 1e-4, "adapters differ by " + worstTensor);
   }
 
   /** The per-step lines of a job's metrics.jsonl (eval lines left out). */

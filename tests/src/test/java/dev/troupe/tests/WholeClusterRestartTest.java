@@ -6,10 +6,6 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.troupe.pipeline.job.JobConfig;
-import dev.troupe.pipeline.train.Trainer;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -48,22 +44,7 @@ class WholeClusterRestartTest {
     Nodes.await(coordinator, "troupe node up: pekko://troupe@" + contact + " devices=0");
     for (int i = 0; i < 2; i++) {
       int port = Nodes.freePort();
-      nodes.add(
-          Nodes.start(
-              dir,
-              "w" + i + round,
-              "--port",
-              "" + port,
-              "--seeds",
-              contact,
-              "--roles",
-              "worker",
-              "--devices",
-              "cpu:1",
-              "--threads-per-device",
-              "1",
-              "--config",
-              conf.toString()));
+      nodes.add(Nodes.worker(dir, "w" + i + round, port, contact, conf));
       Nodes.await(coordinator, "troupe node: member up pekko://troupe@127.0.0.1:" + port);
     }
     return nodes;
@@ -121,31 +102,6 @@ class WholeClusterRestartTest {
     assertEquals(0, resumed % 10, "a checkpoint's step: " + replan);
     assertTrue(resumed >= 20 && resumed <= stepAtStop, replan.toString());
 
-    List<JsonNode> steps = TrainingJobs.steps(metrics);
-    assertEquals(60, steps.size(), "every step once");
-    for (int i = 0; i < steps.size(); i++) assertEquals(i + 1, steps.get(i).get("step").asInt());
-    Path direct = job("direct", "{ pp = 1 }");
-    new Trainer(JobConfig.load(direct), new PrintStream(new ByteArrayOutputStream()), false).run();
-    List<JsonNode> expected = TrainingJobs.steps(dir.resolve("direct/metrics.jsonl"));
-    double worst = 0;
-    for (int i = 0; i < 60; i++) {
-      double a = steps.get(i).get("loss").asDouble();
-      double b = expected.get(i).get("loss").asDouble();
-      worst = Math.max(worst, Math.abs(a / b - 1));
-    }
-    System.out.printf(
-        "losses against one device in one go: worst relative difference %.2e%n", worst);
-    assertTrue(worst <= 1e-4, "losses differ by " + worst);
-    var a = DistributedJobsTest.adapter(dir.resolve("job/adapter"));
-    var b = DistributedJobsTest.adapter(dir.resolve("direct/adapter"));
-    assertEquals(b.keySet(), a.keySet());
-    double worstAdapter = 0;
-    for (String k : a.keySet()) {
-      for (int i = 0; i < a.get(k).length; i++) {
-        worstAdapter = Math.max(worstAdapter, Math.abs(a.get(k)[i] - b.get(k)[i]));
-      }
-    }
-    System.out.printf("adapter against one device: worst difference %.2e%n", worstAdapter);
-    assertTrue(worstAdapter <= 1e-4, "adapters differ by " + worstAdapter);
+    TrainingJobs.matchesOneDevice(dir.resolve("job"), job("direct", "{ pp = 1 }"), 60);
   }
 }
