@@ -231,6 +231,11 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
         cause, plan, runs, now, lastStepAtMillis > 0 ? now - lastStepAtMillis : -1);
   }
 
+  /** The devices the running job's run uses now (none when nothing runs). */
+  private List<ActorRef<DeviceActor.Command>> runningDevices() {
+    return planRun != null ? planDevices : dispatchedTo != null ? List.of(dispatchedTo) : List.of();
+  }
+
   /** The listed devices a plan may use: not lost, not on a drained node. */
   private List<ActorRef<DeviceActor.Command>> usable() {
     return devices.stream()
@@ -261,8 +266,13 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
     if (planRun == null && dispatchedTo == null) return;
     List<ActorRef<DeviceActor.Command>> usable =
         ScalingPolicy.limit(runningConfig.elastic(), usable());
-    List<ActorRef<DeviceActor.Command>> current =
-        planRun != null ? planDevices : List.of(dispatchedTo);
+    if (!ScalingPolicy.mayGrow(
+        runningConfig.elastic(),
+        runningConfig.parallel(),
+        (clock.getAsLong() - plannedAtMillis) / 1000.0)) {
+      return; // before planning: this runs after every committed step
+    }
+    List<ActorRef<DeviceActor.Command>> current = runningDevices();
     if (current.containsAll(usable) || !described.keySet().containsAll(usable)) return;
     Planner.Choice choice;
     try {
@@ -322,9 +332,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
     }
     drained.add(node);
     boolean used = false;
-    List<ActorRef<DeviceActor.Command>> current =
-        planRun != null ? planDevices : dispatchedTo != null ? List.of(dispatchedTo) : List.of();
-    for (ActorRef<DeviceActor.Command> ref : current) {
+    for (ActorRef<DeviceActor.Command> ref : runningDevices()) {
       DeviceActor.Description desc = described.get(ref);
       if (desc != null && desc.node().equals(node)) used = true;
     }

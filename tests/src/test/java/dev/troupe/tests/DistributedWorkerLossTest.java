@@ -46,12 +46,6 @@ class DistributedWorkerLossTest {
     return new ObjectMapper().readTree(line);
   }
 
-  /** The last step number in a metrics.jsonl (0 if none yet). */
-  private static long lastStep(Path metrics) throws Exception {
-    List<JsonNode> steps = TrainingJobs.steps(metrics);
-    return steps.isEmpty() ? 0 : steps.getLast().path("step").asLong();
-  }
-
   private Path job(String name, String parallel) throws Exception {
     return TrainingJobs.exactJob(
         dir, name, "steps = 60\ncheckpoint { every = 1000 }\nparallel " + parallel);
@@ -89,11 +83,8 @@ class DistributedWorkerLossTest {
     long stepAtKill;
     double recovery;
     try {
-      Nodes.Node coordinator =
-          Nodes.start(
-              dir, "n1", "--port", "" + p1, "--devices", "none", "--config", conf.toString());
+      Nodes.Node coordinator = Nodes.coordinatorOnly(dir, p1, conf);
       nodes.add(coordinator);
-      Nodes.await(coordinator, "troupe node up: pekko://troupe@" + contact + " devices=0");
       List<Integer> ports = List.of(Nodes.freePort(), Nodes.freePort(), Nodes.freePort());
       List<Nodes.Node> workers = new ArrayList<>();
       for (int port : ports) {
@@ -112,7 +103,7 @@ class DistributedWorkerLossTest {
       // progress from the job's metrics.jsonl (written on this machine by the coordinator's node):
       // polling with client commands would start an actor system for each look
       Path metrics = dir.resolve("job/metrics.jsonl");
-      while (lastStep(metrics) < 12) {
+      while (TrainingJobs.lastStep(metrics) < 12) {
         if (System.nanoTime() > deadline) fail("the job never reached step 12: " + status(conf));
         Thread.sleep(50);
       }
@@ -131,7 +122,7 @@ class DistributedWorkerLossTest {
         default -> signal(lost, "TERM");
       }
       long killed = System.nanoTime();
-      stepAtKill = lastStep(metrics);
+      stepAtKill = TrainingJobs.lastStep(metrics);
       if (how.equals("leave")) {
         // the run goes on until the node's drain reaches the coordinator, then moves at a step
         // boundary: wait for a plan without the node
@@ -145,7 +136,7 @@ class DistributedWorkerLossTest {
         stepAtKill = s.path("step").asLong();
       }
       // the new run truncates metrics.jsonl to its checkpoint, then commits past stepAtKill
-      while (lastStep(metrics) <= stepAtKill) {
+      while (TrainingJobs.lastStep(metrics) <= stepAtKill) {
         if (System.nanoTime() > deadline) fail("the job never got past step " + stepAtKill);
         Thread.sleep(50);
       }

@@ -48,11 +48,6 @@ class ElasticJobTest {
     return s;
   }
 
-  private static long lastStep(Path metrics) throws Exception {
-    List<JsonNode> steps = TrainingJobs.steps(metrics);
-    return steps.isEmpty() ? 0 : steps.getLast().path("step").asLong();
-  }
-
   private Path job(String name, String parallel) throws Exception {
     return TrainingJobs.exactJob(
         dir,
@@ -81,17 +76,14 @@ class ElasticJobTest {
     Path metrics = dir.resolve("job/metrics.jsonl");
     String joinedPlan;
     try {
-      Nodes.Node coordinator =
-          Nodes.start(
-              dir, "n1", "--port", "" + p1, "--devices", "none", "--config", conf.toString());
+      Nodes.Node coordinator = Nodes.coordinatorOnly(dir, p1, conf);
       nodes.add(coordinator);
-      Nodes.await(coordinator, "troupe node up: pekko://troupe@" + contact + " devices=0");
       int w1 = Nodes.freePort();
       nodes.add(Nodes.worker(dir, "w" + w1, w1, contact, conf));
       Nodes.await(coordinator, "troupe node: member up pekko://troupe@127.0.0.1:" + w1);
       assertEquals(0, Nodes.client(conf, "submit", job.toString()).status());
       long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(300);
-      while (lastStep(metrics) < 5) {
+      while (TrainingJobs.lastStep(metrics) < 5) {
         if (System.nanoTime() > deadline) fail("the job never reached step 5: " + status(conf));
         Thread.sleep(50);
       }
@@ -109,13 +101,13 @@ class ElasticJobTest {
       joinedPlan = s.path("plan").asText();
       System.out.println("after the join: " + joinedPlan + " on " + s.path("device").asText());
       assertTrue(s.path("device").asText().contains(":" + w1 + "/"), s.toString());
-      long atJoin = lastStep(metrics);
-      while (lastStep(metrics) < atJoin + 5) {
+      long atJoin = TrainingJobs.lastStep(metrics);
+      while (TrainingJobs.lastStep(metrics) < atJoin + 5) {
         if (System.nanoTime() > deadline) fail("no steps on the new plan: " + status(conf));
         Thread.sleep(50);
       }
 
-      System.out.println("drain asked after step " + lastStep(metrics));
+      System.out.println("drain asked after step " + TrainingJobs.lastStep(metrics));
       Nodes.ClientRun drain = Nodes.client(conf, "drain", "127.0.0.1:" + w1);
       assertEquals(0, drain.status(), drain.out() + drain.err());
       System.out.println("drain: " + drain.out().strip());

@@ -88,6 +88,17 @@ final class Nodes {
   }
 
   /**
+   * Starts node {@code n1} on {@code port} with no devices (it only coordinates), as the first node
+   * of a new cluster, and waits until it is up.
+   */
+  static Node coordinatorOnly(Path dir, int port, Path config) throws Exception {
+    Node n =
+        start(dir, "n1", "--port", "" + port, "--devices", "none", "--config", config.toString());
+    await(n, "troupe node up: pekko://troupe@127.0.0.1:" + port + " devices=0");
+    return n;
+  }
+
+  /**
    * Starts a worker node named {@code name} on {@code port} with one 1-thread CPU device, joining
    * {@code contact}, with the cluster settings of {@code config}.
    */

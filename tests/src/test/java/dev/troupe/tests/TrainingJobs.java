@@ -146,6 +146,12 @@ final class TrainingJobs {
     assertTrue(worstTensor <= 1e-4, "adapters differ by " + worstTensor);
   }
 
+  /** The last step number in a metrics.jsonl (0 if none yet). */
+  static long lastStep(Path metrics) throws IOException {
+    List<JsonNode> steps = steps(metrics);
+    return steps.isEmpty() ? 0 : steps.getLast().path("step").asLong();
+  }
+
   /** The per-step lines of a job's metrics.jsonl (eval lines left out). */
   static List<JsonNode> steps(Path metrics) throws IOException {
     List<JsonNode> out = new ArrayList<>();

@@ -25,11 +25,6 @@ import org.junit.jupiter.api.io.TempDir;
 class WholeClusterRestartTest {
   @TempDir Path dir;
 
-  private static long lastStep(Path metrics) throws Exception {
-    List<JsonNode> steps = TrainingJobs.steps(metrics);
-    return steps.isEmpty() ? 0 : steps.getLast().path("step").asLong();
-  }
-
   private Path job(String name, String parallel) throws Exception {
     return TrainingJobs.exactJob(
         dir, name, "steps = 60\ncheckpoint { every = 10 }\nparallel " + parallel);
@@ -38,10 +33,8 @@ class WholeClusterRestartTest {
   private List<Nodes.Node> start(int p1, Path conf, String round) throws Exception {
     String contact = "127.0.0.1:" + p1;
     List<Nodes.Node> nodes = new ArrayList<>();
-    Nodes.Node coordinator =
-        Nodes.start(dir, "n1", "--port", "" + p1, "--devices", "none", "--config", conf.toString());
+    Nodes.Node coordinator = Nodes.coordinatorOnly(dir, p1, conf);
     nodes.add(coordinator);
-    Nodes.await(coordinator, "troupe node up: pekko://troupe@" + contact + " devices=0");
     for (int i = 0; i < 2; i++) {
       int port = Nodes.freePort();
       nodes.add(Nodes.worker(dir, "w" + i + round, port, contact, conf));
@@ -65,13 +58,13 @@ class WholeClusterRestartTest {
       nodes.addAll(start(p1, conf, "a"));
       assertEquals(0, Nodes.client(conf, "submit", job.toString()).status());
       long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(240);
-      while (lastStep(metrics) < 25) {
+      while (TrainingJobs.lastStep(metrics) < 25) {
         if (System.nanoTime() > deadline) fail("the job never reached step 25");
         Thread.sleep(50);
       }
       for (Nodes.Node n : nodes) n.process().destroyForcibly();
       for (Nodes.Node n : nodes) n.process().waitFor(30, TimeUnit.SECONDS);
-      stepAtStop = lastStep(metrics);
+      stepAtStop = TrainingJobs.lastStep(metrics);
       nodes.clear();
 
       nodes.addAll(start(p1, conf, "b"));

@@ -24,6 +24,16 @@ public final class ScalingPolicy {
   }
 
   /**
+   * Whether joining devices may change the running plan at all now: only with {@code parallel =
+   * auto}, and not within the cooldown after the last plan. Asked before planning, which {@link
+   * #growth} needs.
+   */
+  public static boolean mayGrow(
+      ElasticSettings e, ParallelSettings parallel, double sinceLastPlanSeconds) {
+    return parallel.auto() && sinceLastPlanSeconds >= e.cooldownSeconds();
+  }
+
+  /**
    * Why the running plan should give way to {@code candidate} (the planner's choice over the
    * devices now usable), or null where it should not: a fixed plan never grows; within the cooldown
    * after the last plan nothing changes; otherwise the candidate must be estimated at least {@code
@@ -40,7 +50,7 @@ public final class ScalingPolicy {
       String currentPlan,
       double sinceLastPlanSeconds,
       Planner.Choice candidate) {
-    if (!parallel.auto() || sinceLastPlanSeconds < e.cooldownSeconds()) return null;
+    if (!mayGrow(e, parallel, sinceLastPlanSeconds)) return null;
     if (!(candidate.stepSeconds() <= current * (1 - e.minGain()))) return null;
     return String.format(
         Locale.ROOT,
