@@ -15,6 +15,7 @@ import dev.troupe.pipeline.dist.ScalingPolicy;
 import dev.troupe.pipeline.job.JobConfig;
 import dev.troupe.pipeline.job.JobConfigException;
 import dev.troupe.pipeline.model.ModelConfig;
+import dev.troupe.pipeline.train.Replan;
 import java.nio.file.Path;
 import java.util.Comparator;
 import java.util.List;
@@ -69,20 +70,23 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
   private final java.util.Set<ActorRef<DeviceActor.Command>> asked = new java.util.HashSet<>();
   private String dispatchedJob; // the job a device runs for us now, if any
   private ActorRef<DeviceActor.Command> dispatchedTo;
+  private String dispatchedRun = ""; // its run id
   private ActorRef<PlanRun.Command> planRun; // the driver of a run over several devices
   private String planRunJob;
   private List<ActorRef<DeviceActor.Command>> planDevices = List.of();
+  // the devices that keep copies of the running run's state for it, on other nodes
+  private List<ActorRef<DeviceActor.Command>> runBuddies = List.of();
   private String plan = "";
   private String planExplanation = "";
   private int runs;
   // devices a run lost that the receptionist may still list for a moment: not planned on
   private final java.util.Set<String> lost = new java.util.HashSet<>();
-  private PlanRun.Replan replan; // why the next run of the running job starts again, if it does
-  private PlanRun.Replan recovering; // the re-plan whose first step is awaited
+  private Replan replan; // why the next run of the running job starts again, if it does
+  private Replan recovering; // the re-plan whose first step is awaited
   private String recoveringJob;
   private String lastRecovery = "";
   // a re-plan on purpose (drain, join) waiting for the run to stop at its next step boundary
-  private PlanRun.Replan pendingReplan;
+  private Replan pendingReplan;
   // nodes drained with `troupe drain`: their devices are not planned on while they are listed
   private final java.util.Set<String> drained = new java.util.HashSet<>();
   // drains that answer once the run using their node has ended
@@ -173,7 +177,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
                   .ifPresent(
                       j ->
                           replan =
-                              new PlanRun.Replan(
+                              new Replan(
                                   "the coordinator recovered the job from its journal",
                                   "",
                                   runs,
@@ -220,15 +224,40 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
         }
       }
     }
+    if (dispatchedTo != null && cluster != null) {
+      // a run on one device keeps its copies on the first device after it on another node: one
+      // that joined, or the next when its buddy left (none when no other node has a device)
+      List<ActorRef<DeviceActor.Command>> buddy = PlanRun.buddy(dispatchedTo, usable());
+      if (!buddy.equals(runBuddies)) {
+        runBuddies = buddy;
+        dispatchedTo.tell(new DeviceActor.NewBuddy(dispatchedRun, buddy));
+      }
+    }
+    for (ActorRef<DeviceActor.Command> buddy : runBuddies) {
+      if (planRun != null && !devices.contains(buddy)) {
+        buddyLost(buddy);
+        break;
+      }
+    }
     dispatch(book);
     considerGrowth();
     return Effect().none();
   }
 
-  private PlanRun.Replan lossReplan(String cause) {
+  /**
+   * A device that kept copies of the state of a run over several devices left: the ranks cannot
+   * report further steps safely (they wait for the buddy's acknowledgement), so the run ends at
+   * once, as for the loss of one of its own devices; the next run restores the last committed step
+   * from the copies on the ranks' own devices and has buddies that are there.
+   */
+  private void buddyLost(ActorRef<DeviceActor.Command> buddy) {
+    runBuddies = List.of();
+    planRun.tell(new PlanRun.DeviceGone(buddy.path().toString()));
+  }
+
+  private Replan lossReplan(String cause) {
     long now = clock.getAsLong();
-    return new PlanRun.Replan(
-        cause, plan, runs, now, lastStepAtMillis > 0 ? now - lastStepAtMillis : -1);
+    return new Replan(cause, plan, runs, now, lastStepAtMillis > 0 ? now - lastStepAtMillis : -1);
   }
 
   /** The devices the running job's run uses now (none when nothing runs). */
@@ -251,7 +280,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
   private void rebalance(String cause) {
     if (pendingReplan != null || (planRun == null && dispatchedTo == null)) return;
     ctx.getLog().info("re-planning at the next step boundary: {}", cause);
-    pendingReplan = new PlanRun.Replan(cause, plan, runs, clock.getAsLong(), 0);
+    pendingReplan = new Replan(cause, plan, runs, clock.getAsLong(), 0);
     if (planRun != null) planRun.tell(new PlanRun.Stop());
     else dispatchedTo.tell(new DeviceActor.StopJob(dispatchedJob));
   }
@@ -370,6 +399,9 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
         yield persist(book.stepDone(s.jobId(), s.step(), s.total(), s.loss(), s.tokensPerS()));
       }
       case DeviceActor.RunEnded e -> {
+        if (e.jobId().equals(dispatchedJob) || e.jobId().equals(planRunJob)) {
+          runBuddies = List.of();
+        }
         if (e.jobId().equals(dispatchedJob)) {
           dispatchedJob = null;
           dispatchedTo = null;
@@ -504,7 +536,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
         if (desc.device().id().equals(d.id()) && desc.node().equals(d.node())) chosen.add(ref);
       }
     }
-    PlanRun.Replan why = replan;
+    Replan why = replan;
     replan = null;
     if (why != null) {
       ctx.getSelf()
@@ -520,15 +552,32 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
       recovering = why;
       recoveringJob = running.id();
     }
+    String runId = running.id() + "-run" + (++runs) + "-" + System.currentTimeMillis();
     if (choice.plan().worldSize() == 1) {
       dispatchedTo = chosen.get(0);
       dispatchedJob = running.id();
-      dispatchedTo.tell(new DeviceActor.RunJob(running.id(), running.config(), reports));
+      dispatchedRun = runId;
+      // in a cluster the device keeps copies of the state on a buddy on another node after every
+      // step, and a run of a job with committed steps starts from such copies where they are left
+      boolean copies = cluster != null;
+      runBuddies = copies ? PlanRun.buddy(dispatchedTo, usable) : List.of();
+      dispatchedTo.tell(
+          new DeviceActor.RunJob(
+              runId,
+              running.id(),
+              running.config(),
+              reports,
+              running.step(),
+              copies ? usable : List.of(),
+              runBuddies,
+              copies,
+              plan,
+              why));
       return;
     }
-    String runId = running.id() + "-run" + (++runs) + "-" + System.currentTimeMillis();
     planRunJob = running.id();
     planDevices = List.copyOf(chosen);
+    runBuddies = PlanRun.buddies(choice.plan(), chosen, usable);
     planRun =
         ctx.spawn(
             PlanRun.create(

@@ -16,6 +16,7 @@ import dev.troupe.pipeline.metrics.TensorBoardWriter;
 import dev.troupe.pipeline.safetensors.TensorData;
 import dev.troupe.pipeline.train.LossScaler;
 import dev.troupe.pipeline.train.LrSchedule;
+import dev.troupe.pipeline.train.Replan;
 import dev.troupe.pipeline.train.TrainingState;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -102,16 +103,6 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
   private MetricsLog metrics;
   private TensorBoardWriter tb;
 
-  /**
-   * Why a run starts where an earlier one of the same job ended: a device was lost, a node drained
-   * or devices joined. The cause, the plan it ran, the count of runs so far, when the coordinator
-   * learned of the cause, and {@code detectMs}: for a loss, the time from the last step the
-   * coordinator saw committed to that moment (the failure detector's delay plus the part of the
-   * step that was in flight; an upper bound of the detection time), 0 for a re-plan on purpose.
-   */
-  public record Replan(
-      String cause, String oldPlan, int generation, long detectedAtMillis, long detectMs) {}
-
   private final String config;
   private final List<ActorRef<DeviceActor.Command>> everyDevice;
   private final long committed;
@@ -176,33 +167,6 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
       long optimizerStep,
       LossScaler scaler) {
     static final Restore NONE = new Restore("", 0, new TreeMap<>(), 0, null);
-  }
-
-  /**
-   * The copies that together cover every layer at {@code committed} steps, merged; empty where some
-   * layer has no copy at that step (then the newest checkpoint is the way back).
-   */
-  static Optional<RankProtocol.Copy> covering(
-      List<RankProtocol.Copy> copies, long committed, int layers) {
-    boolean[] covered = new boolean[layers];
-    Map<String, TensorBytes> tensors = new LinkedHashMap<>();
-    RankProtocol.Copy any = null;
-    for (RankProtocol.Copy c : copies) {
-      if (c.steps() != committed) continue;
-      any = c;
-      for (int l = c.firstLayer(); l < Math.min(layers, c.endLayer()); l++) covered[l] = true;
-      tensors.putAll(c.tensors());
-    }
-    for (boolean b : covered) if (!b) return Optional.empty();
-    return Optional.of(
-        new RankProtocol.Copy(
-            0,
-            layers,
-            committed,
-            tensors,
-            any.optimizerStep(),
-            any.lossScale(),
-            any.growthTracker()));
   }
 
   /** Starts the ranks from {@code restore}, or from the newest checkpoint where it has nothing. */
@@ -276,7 +240,7 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
                   mine,
                   optimizerStep,
                   self,
-                  leader ? buddy(devices.get(r)) : List.of()));
+                  leader ? buddy(devices.get(r), everyDevice) : List.of()));
     }
   }
 
@@ -284,7 +248,8 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
    * A device on another node than {@code of} to keep copies of its stage's state: the next one
    * after it in the cluster's device order; none where every device is on its node.
    */
-  private List<ActorRef<DeviceActor.Command>> buddy(ActorRef<DeviceActor.Command> of) {
+  static List<ActorRef<DeviceActor.Command>> buddy(
+      ActorRef<DeviceActor.Command> of, List<ActorRef<DeviceActor.Command>> everyDevice) {
     int at = Math.max(0, everyDevice.indexOf(of));
     for (int i = 1; i <= everyDevice.size(); i++) {
       ActorRef<DeviceActor.Command> d = everyDevice.get((at + i) % everyDevice.size());
@@ -293,11 +258,30 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
     return List.of();
   }
 
+  /**
+   * The buddies of a run of {@code plan} on {@code devices} (rank by rank): the devices that keep
+   * copies of the state of its stages' first ranks.
+   */
+  static List<ActorRef<DeviceActor.Command>> buddies(
+      Plan plan,
+      List<ActorRef<DeviceActor.Command>> devices,
+      List<ActorRef<DeviceActor.Command>> everyDevice) {
+    List<ActorRef<DeviceActor.Command>> out = new ArrayList<>();
+    for (int r = 0; r < plan.worldSize(); r++) {
+      if (plan.rank(r).shard() == 0 && plan.rank(r).replica() == 0) {
+        for (ActorRef<DeviceActor.Command> b : buddy(devices.get(r), everyDevice)) {
+          if (!out.contains(b)) out.add(b);
+        }
+      }
+    }
+    return out;
+  }
+
   private Behavior<Command> recallOver() {
     if (phase != Phase.RECALLING) return this;
     List<RankProtocol.Copy> all = new ArrayList<>();
     recalled.values().forEach(all::addAll);
-    Optional<RankProtocol.Copy> c = covering(all, committed, plan.layers());
+    Optional<RankProtocol.Copy> c = RankProtocol.Copy.covering(all, committed, plan.layers());
     if (c.isPresent()) {
       SortedMap<String, TensorData> tensors = new TreeMap<>();
       c.get().tensors().forEach((k, v) -> tensors.put(k, v.toTensorData()));
@@ -508,17 +492,9 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
     step++;
     if (replan != null && !replanReported) {
       replanReported = true;
-      Map<String, Object> e = new LinkedHashMap<>();
-      e.put("event", "replan");
-      e.put("cause", replan.cause());
-      e.put("generation", replan.generation());
-      e.put("old_plan", replan.oldPlan());
-      e.put("new_plan", plan.toString());
-      e.put("restored_from", restoredFrom);
-      e.put("committed_step", committed);
-      e.put("resumed_at_step", step - 1);
-      e.put("detect_ms", replan.detectMs());
-      e.put("recover_ms", System.currentTimeMillis() - replan.detectedAtMillis());
+      Map<String, Object> e =
+          replan.event(
+              plan.toString(), restoredFrom, committed, step - 1, System.currentTimeMillis());
       try {
         metrics.write(e);
       } catch (IOException x) {

@@ -1,14 +1,9 @@
 package dev.troupe.device;
 
 import dev.troupe.persistence.ClusterMessage;
-import dev.troupe.pipeline.job.JobConfig;
-import dev.troupe.pipeline.train.Trainer;
+import dev.troupe.pipeline.train.Replan;
 import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
-import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.List;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
@@ -36,7 +31,7 @@ public final class DeviceActor {
 
   /** What a device actor understands. */
   public sealed interface Command extends ClusterMessage
-      permits Describe, RunJob, StopJob, RunFinished, RankProtocol.ToRank {}
+      permits Describe, RunJob, StopJob, NewBuddy, RunFinished, FromPeer, RankProtocol.ToRank {}
 
   /** Asks for the device's description. */
   public record Describe(ActorRef<Description> replyTo) implements Command {}
@@ -51,14 +46,46 @@ public final class DeviceActor {
 
   /**
    * Trains job {@code jobId} (its job file's text) on this device, reporting to {@code reportTo}.
+   *
+   * @param runId this run of the job (copies of its state are acknowledged under it)
+   * @param committed the job's last committed step: a run with committed steps first asks {@code
+   *     recallFrom} for the copies they keep of the state after that step, and starts from them
+   *     where they cover every layer, else from the newest checkpoint
+   * @param buddy a device on another node that keeps a copy of the state after every step, before
+   *     the step is reported done (empty where there is none)
+   * @param keepCopies whether to keep copies at all (on this device and the buddy); false in one
+   *     process, where a copy would die with the run
+   * @param plan the plan, for the {@code replan} line
+   * @param why why the job runs again (null for a first run, or a run resumed on request): said in
+   *     a {@code replan} line of metrics.jsonl after the first step
    */
-  public record RunJob(String jobId, String config, ActorRef<Report> reportTo) implements Command {}
+  public record RunJob(
+      String runId,
+      String jobId,
+      String config,
+      ActorRef<Report> reportTo,
+      long committed,
+      List<ActorRef<Command>> recallFrom,
+      List<ActorRef<Command>> buddy,
+      boolean keepCopies,
+      String plan,
+      Replan why)
+      implements Command {}
 
   /** Stops job {@code jobId} at the next step boundary (nothing if it is not running here). */
   public record StopJob(String jobId) implements Command {}
 
+  /**
+   * The run {@code runId} of a whole job keeps its copies on {@code buddy} from now on (none where
+   * no device on another node is left).
+   */
+  public record NewBuddy(String runId, List<ActorRef<Command>> buddy) implements Command {}
+
   /** The training thread ended (internal). */
   record RunFinished(String jobId, Outcome outcome, String reason) implements Command {}
+
+  /** Another device's answer to a whole job's run here: the copies it keeps (internal). */
+  record FromPeer(RankProtocol.FromRank message) implements Command {}
 
   /** What a device reports about a job it runs. */
   public sealed interface Report extends ClusterMessage permits StepDone, RunEnded {}
@@ -94,7 +121,9 @@ public final class DeviceActor {
     return Behaviors.setup(
         ctx -> {
           ctx.getSystem().receptionist().tell(Receptionist.register(KEY, ctx.getSelf()));
-          return idle(ctx, new Where(device, node, log, terminal, new Hosted()));
+          ActorRef<RankProtocol.FromRank> peers =
+              ctx.messageAdapter(RankProtocol.FromRank.class, FromPeer::new);
+          return idle(ctx, new Where(device, node, log, terminal, new Hosted(), peers));
         });
   }
 
@@ -103,7 +132,12 @@ public final class DeviceActor {
    * of a distributed run it holds.
    */
   private record Where(
-      DeviceInfo device, String node, PrintStream log, boolean terminal, Hosted hosted) {}
+      DeviceInfo device,
+      String node,
+      PrintStream log,
+      boolean terminal,
+      Hosted hosted,
+      ActorRef<RankProtocol.FromRank> peers) {}
 
   /**
    * The rank this device holds for a distributed run, if any, and the copies of trainable state it
@@ -194,6 +228,8 @@ public final class DeviceActor {
         .onMessage(RunJob.class, r -> start(ctx, at, r))
         .onMessage(StopJob.class, s -> Behaviors.same())
         .onMessage(RunFinished.class, f -> Behaviors.same())
+        .onMessage(FromPeer.class, f -> Behaviors.same())
+        .onMessage(NewBuddy.class, b -> Behaviors.same())
         .build();
   }
 
@@ -203,81 +239,52 @@ public final class DeviceActor {
   }
 
   private static Behavior<Command> start(ActorContext<Command> ctx, Where at, RunJob r) {
-    AtomicBoolean stop = new AtomicBoolean();
-    ActorRef<Command> self = ctx.getSelf();
+    WholeJobRun run = new WholeJobRun(r, at.device(), ctx.getSelf(), at.peers());
     Thread t =
         new Thread(
-            () -> {
-              Outcome outcome;
-              String reason = "";
-              try {
-                JobConfig job = JobConfig.parse(r.config(), Path.of(r.jobId() + ".conf"));
-                Files.createDirectories(job.output());
-                try (PrintStream file =
-                    at.log() != null
-                        ? null
-                        : new PrintStream(
-                            Files.newOutputStream(
-                                job.output().resolve("train.log"),
-                                StandardOpenOption.CREATE,
-                                StandardOpenOption.APPEND),
-                            true,
-                            StandardCharsets.UTF_8)) {
-                  Trainer trainer =
-                      new Trainer(job, file != null ? file : at.log(), at.terminal())
-                          .observe(
-                              new Trainer.StepObserver() {
-                                @Override
-                                public void stepDone(
-                                    long step, long total, double loss, double tokensPerS) {
-                                  r.reportTo()
-                                      .tell(new StepDone(r.jobId(), step, total, loss, tokensPerS));
-                                }
-
-                                @Override
-                                public boolean stopRequested() {
-                                  return stop.get();
-                                }
-                              });
-                  // the device's threads, unless the job names its own
-                  if (job.threads() <= 0) {
-                    dev.troupe.pipeline.engine.Torch.init();
-                    org.bytedeco.pytorch.global.torch.set_num_threads(at.device().threads());
-                  }
-                  trainer.run();
-                  outcome = trainer.stopped() ? Outcome.STOPPED : Outcome.COMPLETED;
-                }
-              } catch (Throwable e) { // whatever it was, the coordinator must hear of it
-                outcome = Outcome.FAILED;
-                reason = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
-                int nl = reason.indexOf('\n');
-                if (nl >= 0) reason = reason.substring(0, nl);
-              }
-              self.tell(new RunFinished(r.jobId(), outcome, reason));
-            },
-            "troupe-" + at.device().id() + "-" + r.jobId());
+            () -> run.run(at.log(), at.terminal()), "troupe-" + at.device().id() + "-" + r.jobId());
     t.setDaemon(true);
     t.start();
-    return running(ctx, at, r, stop, null);
+    return running(ctx, at, run, null);
   }
 
   private static Behavior<Command> running(
-      ActorContext<Command> ctx, Where at, RunJob current, AtomicBoolean stop, RunJob next) {
+      ActorContext<Command> ctx, Where at, WholeJobRun run, RunJob next) {
+    RunJob current = run.job();
     return Behaviors.receive(Command.class)
         .onMessage(Describe.class, d -> describe(d, at))
+        .onMessage(
+            RankProtocol.Kept.class,
+            k -> {
+              if (k.runId().equals(current.runId())) run.kept(k.steps());
+              else rank(at, k);
+              return Behaviors.same();
+            })
         .onMessage(RankProtocol.ToRank.class, m -> rank(at, m))
+        .onMessage(
+            FromPeer.class,
+            f -> {
+              if (f.message() instanceof RankProtocol.Copies c) run.recalled(c);
+              return Behaviors.same();
+            })
+        .onMessage(
+            NewBuddy.class,
+            b -> {
+              if (b.runId().equals(current.runId())) run.buddy(b.buddy());
+              return Behaviors.same();
+            })
         .onMessage(
             StopJob.class,
             s -> {
-              if (s.jobId().equals(current.jobId())) stop.set(true);
+              if (s.jobId().equals(current.jobId())) run.stop();
               RunJob keep = next != null && next.jobId().equals(s.jobId()) ? null : next;
-              return running(ctx, at, current, stop, keep);
+              return running(ctx, at, run, keep);
             })
         .onMessage(
             RunJob.class,
             r -> {
-              if (r.jobId().equals(current.jobId()) && !stop.get()) return Behaviors.same();
-              return running(ctx, at, current, stop, r);
+              if (r.jobId().equals(current.jobId()) && !run.stopping()) return Behaviors.same();
+              return running(ctx, at, run, r);
             })
         .onMessage(
             RunFinished.class,

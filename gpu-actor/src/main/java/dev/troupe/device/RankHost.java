@@ -125,7 +125,8 @@ final class RankHost {
             tensors,
             worker.optimizerStep(),
             a.lossScale(),
-            a.growthTracker());
+            a.growthTracker(),
+            "");
     ActorRef<DeviceActor.Command> self = prepare.peers().get(prepare.rank());
     self.tell(new RankProtocol.Keep(runId(), prepare.jobId(), copy, java.util.List.of()));
     for (ActorRef<DeviceActor.Command> buddy : prepare.buddy()) {

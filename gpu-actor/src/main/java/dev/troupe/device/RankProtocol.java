@@ -80,7 +80,8 @@ public final class RankProtocol {
 
   /**
    * A copy of the trainable state of some layers after {@code steps} steps: tensors keyed as a
-   * checkpoint keeps them, AdamW's step count and the loss scaler's state.
+   * checkpoint keeps them, AdamW's step count, the loss scaler's state and, from a run on one
+   * device over a quantized base, each layer's format ({@code QuantState}'s JSON; empty otherwise).
    */
   public record Copy(
       int firstLayer,
@@ -89,8 +90,38 @@ public final class RankProtocol {
       Map<String, TensorBytes> tensors,
       long optimizerStep,
       double lossScale,
-      int growthTracker)
-      implements ClusterMessage {}
+      int growthTracker,
+      String quantization)
+      implements ClusterMessage {
+
+    /**
+     * The copies that together cover every one of {@code layers} layers at {@code committed} steps,
+     * merged; empty where some layer has no copy at that step (then the newest checkpoint is the
+     * way back). Copies of any plan's stages fit together, so a run may start from another plan's.
+     */
+    public static java.util.Optional<Copy> covering(List<Copy> copies, long committed, int layers) {
+      boolean[] covered = new boolean[layers];
+      Map<String, TensorBytes> tensors = new java.util.LinkedHashMap<>();
+      Copy any = null;
+      for (Copy c : copies) {
+        if (c.steps() != committed) continue;
+        any = c;
+        for (int l = c.firstLayer(); l < Math.min(layers, c.endLayer()); l++) covered[l] = true;
+        tensors.putAll(c.tensors());
+      }
+      for (boolean b : covered) if (!b) return java.util.Optional.empty();
+      return java.util.Optional.of(
+          new Copy(
+              0,
+              layers,
+              committed,
+              tensors,
+              any.optimizerStep(),
+              any.lossScale(),
+              any.growthTracker(),
+              any.quantization()));
+    }
+  }
 
   /** Asks for the stage's trainable state (LoRA pairs and AdamW moments). */
   public record Collect(String runId) implements ToRank {}

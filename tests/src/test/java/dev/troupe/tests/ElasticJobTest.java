@@ -137,18 +137,27 @@ class ElasticJobTest {
     }
     assertTrue(!joinedPlan.startsWith("pp=1 tp=1 dp=1"), joinedPlan);
 
-    JsonNode replan = null;
+    List<JsonNode> replans = new java.util.ArrayList<>();
     for (String line : Files.readAllLines(metrics)) {
-      if (line.contains("\"replan\"")) replan = new ObjectMapper().readTree(line);
+      if (line.contains("\"replan\"")) replans.add(new ObjectMapper().readTree(line));
     }
-    assertTrue(replan != null, "a replan event in metrics.jsonl");
-    System.out.println("replan event: " + replan);
-    assertTrue(replan.path("cause").asText().startsWith("devices joined"), replan.toString());
-    assertEquals(0, replan.path("detect_ms").asLong(), replan.toString());
-    assertEquals(
-        replan.path("committed_step").asLong(),
-        replan.path("resumed_at_step").asLong(),
-        "no committed step is computed again: " + replan);
+    assertEquals(2, replans.size(), "a replan event for the join and one for the drain");
+    JsonNode joined = replans.get(0);
+    System.out.println("replan event: " + joined);
+    assertTrue(joined.path("cause").asText().startsWith("devices joined"), joined.toString());
+    // the run on one device kept copies of its state after every step: dp=2 starts from them
+    assertEquals("copies", joined.path("restored_from").asText(), joined.toString());
+    JsonNode drained = replans.get(1);
+    System.out.println("replan event: " + drained);
+    assertTrue(drained.path("cause").asText().contains("drained"), drained.toString());
+    assertTrue(drained.path("new_plan").asText().startsWith("pp=1 tp=1 dp=1"), drained.toString());
+    for (JsonNode replan : replans) {
+      assertEquals(0, replan.path("detect_ms").asLong(), replan.toString());
+      assertEquals(
+          replan.path("committed_step").asLong(),
+          replan.path("resumed_at_step").asLong(),
+          "no committed step is computed again: " + replan);
+    }
 
     TrainingJobs.matchesOneDevice(dir.resolve("job"), job("direct", "{ pp = 1 }"), 200);
   }

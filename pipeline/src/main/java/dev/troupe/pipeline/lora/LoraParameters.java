@@ -101,6 +101,37 @@ public final class LoraParameters implements AutoCloseable {
     }
   }
 
+  /**
+   * Restores values keyed as {@link #toTensors} keys them, held in memory ({@code where} names them
+   * in errors).
+   *
+   * @throws IOException naming the tensor that is missing or has another shape
+   */
+  public void load(java.util.Map<String, TensorData> tensors, String where) throws IOException {
+    List<Tensor> p = parameters();
+    List<String> n = names();
+    for (int i = 0; i < p.size(); i++) {
+      TensorData d = tensors.get(n.get(i));
+      long[] shape = Torch.shape(p.get(i));
+      if (d == null) throw new IOException(where + " has no tensor " + n.get(i));
+      if (d.dtype() != DType.F32 || !java.util.Arrays.equals(d.shape(), shape)) {
+        throw new IOException(
+            where
+                + ": "
+                + n.get(i)
+                + " is "
+                + d.dtype()
+                + java.util.Arrays.toString(d.shape())
+                + ", expected F32"
+                + java.util.Arrays.toString(shape));
+      }
+      try (Tensor t = Torch.fromBytes(d.bytes(), DType.F32, shape);
+          NoGradGuard noGrad = new NoGradGuard()) {
+        p.get(i).copy_(t);
+      }
+    }
+  }
+
   private static void copyInto(TensorSource source, String name, Tensor target)
       throws ModelFormatException {
     Tensor t = read(source, name, Torch.shape(target));

@@ -37,6 +37,11 @@ public final class Trainer {
   private double lastLoss = Double.NaN;
   private double lastTokensPerS = Double.NaN;
   private boolean stopped;
+  private StateCopy startFrom;
+  private Replan replan;
+  private String newPlan = "";
+  private long committed;
+  private String restoredFrom = "";
 
   /**
    * Sees every committed step and may stop the run at a step boundary (pause or cancel from a
@@ -49,6 +54,17 @@ public final class Trainer {
 
     /** Whether to stop after the step just done. */
     boolean stopRequested();
+
+    /** Whether {@link #keep} wants a copy of the state after every step. */
+    default boolean keepsCopies() {
+      return false;
+    }
+
+    /**
+     * Keeps {@code copy}, the state after the step just done, before that step is reported done;
+     * the training waits for it to return.
+     */
+    default void keep(StateCopy copy) {}
   }
 
   public Trainer(JobConfig job, PrintStream out, boolean terminal) {
@@ -61,6 +77,32 @@ public final class Trainer {
   public Trainer observe(StepObserver o) {
     this.observer = o;
     return this;
+  }
+
+  /**
+   * Starts from {@code copy} (a copy of the state kept elsewhere) instead of the newest checkpoint.
+   */
+  public Trainer startFrom(StateCopy copy) {
+    this.startFrom = copy;
+    return this;
+  }
+
+  /**
+   * Says, in a {@code replan} line of metrics.jsonl after the run's first step, why this run starts
+   * again: {@code why}, the plan it runs now, and the job's last committed step.
+   */
+  public Trainer replanned(Replan why, String plan, long committedStep) {
+    this.replan = why;
+    this.newPlan = plan;
+    this.committed = committedStep;
+    return this;
+  }
+
+  /**
+   * Where the last {@link #run} started from: {@code copies}, {@code checkpoint} or {@code start}.
+   */
+  public String restoredFrom() {
+    return restoredFrom;
   }
 
   /** Whether the last {@link #run} stopped early on the observer's request. */
@@ -89,11 +131,34 @@ public final class Trainer {
       TrainingState state =
           new TrainingState(
               0, new LossScaler(job.precision().initialLossScale(), 0), phase(0).label(), fresh);
-      Optional<Checkpoint> latest = store.latestValid(out::println);
-      if (latest.isPresent()) {
-        state = TrainingState.restore(latest.get(), s.lora(), s.optimizer(), fresh, layers);
-        out.println("resuming from " + latest.get().dir() + " (step " + state.step() + ")");
+      restoredFrom = "start";
+      if (startFrom != null) {
+        state =
+            TrainingState.restore(
+                startFrom, s.lora(), s.optimizer(), fresh, layers, phase(startFrom.step()).label());
+        restoredFrom = "copies";
+        out.println("resuming from a copy of the state after step " + state.step());
+      } else {
+        Optional<Checkpoint> latest = store.latestValid(out::println);
+        if (latest.isPresent()) {
+          state = TrainingState.restore(latest.get(), s.lora(), s.optimizer(), fresh, layers);
+          restoredFrom = "checkpoint";
+          out.println("resuming from " + latest.get().dir() + " (step " + state.step() + ")");
+        }
       }
+      if (committed > state.step()) {
+        out.println(
+            "no copy of the state after step "
+                + committed
+                + " is left: steps "
+                + (state.step() + 1)
+                + ".."
+                + committed
+                + " are computed again from the "
+                + restoredFrom);
+      }
+      long resumedAt = state.step();
+      Replan pendingReplan = replan;
       BatchPlan plan =
           new BatchPlan(s.train().size(), job.batch().global(), job.data().shuffle(), job.seed());
       ProgressReporter progress = new ProgressReporter(total, state.step(), out, terminal);
@@ -110,6 +175,12 @@ public final class Trainer {
             ComputeDtype dtype = phase(step);
             CausalLm model = models.get(dtype);
             state = step(s, model, plan, state, step, total, dtype, metrics, tb, progress);
+            if (pendingReplan != null) {
+              metrics.write(
+                  pendingReplan.event(
+                      newPlan, restoredFrom, committed, resumedAt, System.currentTimeMillis()));
+              pendingReplan = null;
+            }
             boolean end = step + 1 == total;
             if (s.eval() != null && ((step + 1) % job.eval().every() == 0 || end)) {
               last = evaluate(s, model, step + 1, metrics, tb);
@@ -127,6 +198,7 @@ public final class Trainer {
             boolean saved = (step + 1) % job.checkpoint().every() == 0 || end;
             if (saved) state.save(store, s.lora(), s.optimizer());
             if (observer != null) {
+              if (observer.keepsCopies()) observer.keep(state.copy(s.lora(), s.optimizer()));
               observer.stepDone(step + 1, total, lastLoss, lastTokensPerS);
               if (!end && observer.stopRequested()) {
                 if (!saved) state.save(store, s.lora(), s.optimizer());

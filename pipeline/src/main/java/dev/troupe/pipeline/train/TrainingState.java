@@ -41,12 +41,7 @@ public record TrainingState(long step, LossScaler scaler, String precision, Quan
 
   /** Writes a checkpoint of this state with the parameters' and optimizer's current values. */
   void save(CheckpointStore store, LoraParameters lora, AdamW optimizer) throws IOException {
-    SortedMap<String, TensorData> moments = new TreeMap<>();
-    List<String> names = lora.names();
-    for (int i = 0; i < names.size(); i++) {
-      moments.put("exp_avg." + names.get(i), f32(optimizer.expAvg().get(i)));
-      moments.put("exp_avg_sq." + names.get(i), f32(optimizer.expAvgSq().get(i)));
-    }
+    SortedMap<String, TensorData> moments = moments(lora, optimizer);
     ObjectNode json = new ObjectMapper().createObjectNode();
     json.put("format", 1);
     json.put("step", step);
@@ -56,6 +51,86 @@ public record TrainingState(long step, LossScaler scaler, String precision, Quan
     json.put("precision", precision);
     if (quant != null) json.set("quantization", quant.toJson());
     store.save(step, Map.of(ADAPTER, lora.toTensors(), OPTIMIZER, moments), Map.of(STATE, json));
+  }
+
+  private static SortedMap<String, TensorData> moments(LoraParameters lora, AdamW optimizer) {
+    SortedMap<String, TensorData> moments = new TreeMap<>();
+    List<String> names = lora.names();
+    for (int i = 0; i < names.size(); i++) {
+      moments.put("exp_avg." + names.get(i), f32(optimizer.expAvg().get(i)));
+      moments.put("exp_avg_sq." + names.get(i), f32(optimizer.expAvgSq().get(i)));
+    }
+    return moments;
+  }
+
+  /** This state with the parameters' and optimizer's current values, in memory. */
+  StateCopy copy(LoraParameters lora, AdamW optimizer) {
+    SortedMap<String, TensorData> tensors = lora.toTensors();
+    tensors.putAll(moments(lora, optimizer));
+    return new StateCopy(
+        step,
+        tensors,
+        optimizer.stepCount(),
+        scaler.scale(),
+        scaler.growthTracker(),
+        quant == null ? "" : quant.toJson().toString());
+  }
+
+  /**
+   * Restores parameters and optimizer from a copy held in memory and returns its state ({@code
+   * precision} is the phase of the step it continues with).
+   *
+   * @throws IOException naming the tensor or layer the copy lacks or has in another shape
+   */
+  static TrainingState restore(
+      StateCopy c,
+      LoraParameters lora,
+      AdamW optimizer,
+      QuantState fresh,
+      int layers,
+      String precision)
+      throws IOException {
+    String where = "copy of the state after step " + c.step();
+    List<Tensor> m = new ArrayList<>();
+    List<Tensor> v = new ArrayList<>();
+    try {
+      lora.load(c.tensors(), where);
+      List<Tensor> params = lora.parameters();
+      List<String> names = lora.names();
+      for (int i = 0; i < names.size(); i++) {
+        long[] shape = Torch.shape(params.get(i));
+        m.add(tensor(c, "exp_avg." + names.get(i), shape, where));
+        v.add(tensor(c, "exp_avg_sq." + names.get(i), shape, where));
+      }
+      optimizer.restore(m, v, c.optimizerStep());
+    } finally {
+      m.forEach(Tensor::close);
+      v.forEach(Tensor::close);
+    }
+    QuantState quant = fresh;
+    if (fresh != null && !c.quantization().isEmpty()) {
+      quant = QuantState.fromJson(new ObjectMapper().readTree(c.quantization()), layers, where);
+    }
+    return new TrainingState(
+        c.step(), new LossScaler(c.lossScale(), c.growthTracker()), precision, quant);
+  }
+
+  private static Tensor tensor(StateCopy c, String name, long[] shape, String where)
+      throws IOException {
+    TensorData d = c.tensors().get(name);
+    if (d == null) throw new IOException(where + " has no tensor " + name);
+    if (d.dtype() != DType.F32 || !java.util.Arrays.equals(d.shape(), shape)) {
+      throw new IOException(
+          where
+              + ": "
+              + name
+              + " is "
+              + d.dtype()
+              + java.util.Arrays.toString(d.shape())
+              + ", expected F32"
+              + java.util.Arrays.toString(shape));
+    }
+    return Torch.fromBytes(d.bytes(), DType.F32, shape);
   }
 
   /** Restores parameters and optimizer from a checkpoint and returns its state. */
