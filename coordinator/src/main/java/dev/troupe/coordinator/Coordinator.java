@@ -64,10 +64,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
   private final org.apache.pekko.actor.Address self;
   private final org.apache.pekko.cluster.typed.Cluster cluster;
   private final ActorContext<Command> ctx;
-  private List<ActorRef<DeviceActor.Command>> devices = List.of();
-  private final java.util.Map<ActorRef<DeviceActor.Command>, DeviceActor.Description> described =
-      new java.util.HashMap<>();
-  private final java.util.Set<ActorRef<DeviceActor.Command>> asked = new java.util.HashSet<>();
+  private final DeviceRoster roster = new DeviceRoster();
   private String dispatchedJob; // the job a device runs for us now, if any
   private ActorRef<DeviceActor.Command> dispatchedTo;
   private String dispatchedRun = ""; // its run id
@@ -79,16 +76,12 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
   private String plan = "";
   private String planExplanation = "";
   private int runs;
-  // devices a run lost that the receptionist may still list for a moment: not planned on
-  private final java.util.Set<String> lost = new java.util.HashSet<>();
   private Replan replan; // why the next run of the running job starts again, if it does
   private Replan recovering; // the re-plan whose first step is awaited
   private String recoveringJob;
   private String lastRecovery = "";
   // a re-plan on purpose (drain, join) waiting for the run to stop at its next step boundary
   private Replan pendingReplan;
-  // nodes drained with `troupe drain`: their devices are not planned on while they are listed
-  private final java.util.Set<String> drained = new java.util.HashSet<>();
   // drains that answer once the run using their node has ended
   private final List<ActorRef<CoordinatorProtocol.Reply>> drainWaiters =
       new java.util.ArrayList<>();
@@ -155,8 +148,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
         .onCommand(
             CoordinatorProtocol.Described.class,
             (book, d) -> {
-              if (d.description() != null) described.put(d.device(), d.description());
-              else asked.remove(d.device()); // ask again with the next listing
+              roster.described(d.device(), d.description());
               dispatch(book);
               considerGrowth();
               return Effect().none();
@@ -189,28 +181,18 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
   }
 
   private Effect<JobEvent, JobBook> devices(JobBook book, Devices d) {
-    devices = d.devices();
-    java.util.Set<String> listed = new java.util.HashSet<>();
-    for (ActorRef<DeviceActor.Command> device : devices) listed.add(device.path().toString());
-    lost.retainAll(listed);
-    described.keySet().retainAll(devices);
-    // a drained node is forgotten once none of its devices is listed (it left the cluster)
-    drained.removeIf(node -> described.values().stream().noneMatch(x -> x.node().equals(node)));
-    asked.retainAll(devices);
-    for (ActorRef<DeviceActor.Command> device : devices) {
-      if (asked.add(device)) {
-        ctx.ask(
-            DeviceActor.Description.class,
-            device,
-            java.time.Duration.ofSeconds(10),
-            DeviceActor.Describe::new,
-            (description, failure) ->
-                new CoordinatorProtocol.Described(device, failure == null ? description : null));
-      }
+    for (ActorRef<DeviceActor.Command> device : roster.listing(d.devices())) {
+      ctx.ask(
+          DeviceActor.Description.class,
+          device,
+          java.time.Duration.ofSeconds(10),
+          DeviceActor.Describe::new,
+          (description, failure) ->
+              new CoordinatorProtocol.Described(device, failure == null ? description : null));
     }
-    if (dispatchedTo != null && !devices.contains(dispatchedTo)) {
+    if (dispatchedTo != null && !roster.isListed(dispatchedTo)) {
       replan = lossReplan("device " + dispatchedTo.path() + " left the cluster");
-      dispatchedJob = null; // its device is gone: send the job again (it resumes from a checkpoint)
+      dispatchedJob = null; // its device is gone: send the job again (from the copies)
       dispatchedTo = null;
     }
     // a run over several devices ends when one of its devices leaves the listing (the
@@ -218,7 +200,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
     // downed and removed, which is when the run's own watch fires)
     if (planRun != null) {
       for (ActorRef<DeviceActor.Command> used : planDevices) {
-        if (!devices.contains(used)) {
+        if (!roster.isListed(used)) {
           planRun.tell(new PlanRun.DeviceGone(used.path().toString()));
           break;
         }
@@ -227,14 +209,14 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
     if (dispatchedTo != null && cluster != null) {
       // a run on one device keeps its copies on the first device after it on another node: one
       // that joined, or the next when its buddy left (none when no other node has a device)
-      List<ActorRef<DeviceActor.Command>> buddy = PlanRun.buddy(dispatchedTo, usable());
+      List<ActorRef<DeviceActor.Command>> buddy = PlanRun.buddy(dispatchedTo, roster.usable());
       if (!buddy.equals(runBuddies)) {
         runBuddies = buddy;
         dispatchedTo.tell(new DeviceActor.NewBuddy(dispatchedRun, buddy));
       }
     }
     for (ActorRef<DeviceActor.Command> buddy : runBuddies) {
-      if (planRun != null && !devices.contains(buddy)) {
+      if (planRun != null && !roster.isListed(buddy)) {
         buddyLost(buddy);
         break;
       }
@@ -265,14 +247,6 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
     return planRun != null ? planDevices : dispatchedTo != null ? List.of(dispatchedTo) : List.of();
   }
 
-  /** The listed devices a plan may use: not lost, not on a drained node. */
-  private List<ActorRef<DeviceActor.Command>> usable() {
-    return devices.stream()
-        .filter(d -> !lost.contains(d.path().toString()))
-        .filter(d -> described.get(d) == null || !drained.contains(described.get(d).node()))
-        .toList();
-  }
-
   /**
    * Ends the running job's run at its next step boundary and plans it again, for {@code cause}: a
    * drain or devices that joined. The next run restores the state of the step it stopped at.
@@ -294,7 +268,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
     if (pendingReplan != null || runningConfig == null || !runningConfig.parallel().auto()) return;
     if (planRun == null && dispatchedTo == null) return;
     List<ActorRef<DeviceActor.Command>> usable =
-        ScalingPolicy.limit(runningConfig.elastic(), usable());
+        ScalingPolicy.limit(runningConfig.elastic(), roster.usable());
     if (!ScalingPolicy.mayGrow(
         runningConfig.elastic(),
         runningConfig.parallel(),
@@ -302,14 +276,14 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
       return; // before planning: this runs after every committed step
     }
     List<ActorRef<DeviceActor.Command>> current = runningDevices();
-    if (current.containsAll(usable) || !described.keySet().containsAll(usable)) return;
+    if (current.containsAll(usable) || !roster.allDescribed(usable)) return;
     Planner.Choice choice;
     try {
       choice =
           Planner.plan(
               Planner.Workload.of(runningConfig, runningModel),
               runningConfig.parallel(),
-              offered(usable));
+              roster.offered(usable));
     } catch (RuntimeException e) {
       return; // the next dispatch reports what is wrong
     }
@@ -324,47 +298,23 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
     if (cause != null) rebalance(cause);
   }
 
-  private List<Planner.Device> offered(List<ActorRef<DeviceActor.Command>> usable) {
-    List<Planner.Device> offered = new java.util.ArrayList<>();
-    for (ActorRef<DeviceActor.Command> d : usable) {
-      DeviceActor.Description desc = described.get(d);
-      offered.add(
-          new Planner.Device(
-              desc.device().id(),
-              desc.node(),
-              desc.device().memoryBytes(),
-              Math.max(1, desc.device().threads())));
-    }
-    return offered;
-  }
-
   /** Drains a node: its devices leave the plan at the next step boundary and are not used again. */
   private Effect<JobEvent, JobBook> drain(JobBook book, CoordinatorProtocol.Drain d) {
-    String wanted = d.node().strip();
-    java.util.Set<String> nodes = new java.util.TreeSet<>();
-    for (DeviceActor.Description desc : described.values()) nodes.add(desc.node());
-    String node =
-        nodes.stream()
-            .filter(n -> n.equals(wanted) || n.endsWith("@" + wanted))
-            .findFirst()
-            .orElse(null);
+    String node = roster.node(d.node()).orElse(null);
     if (node == null) {
+      java.util.SortedSet<String> nodes = roster.nodes();
       return Effect()
           .reply(
               d.replyTo(),
               new Refused(
                   "no node "
-                      + wanted
+                      + d.node().strip()
                       + " with devices (nodes with devices: "
                       + (nodes.isEmpty() ? "none" : String.join(", ", nodes))
                       + ")"));
     }
-    drained.add(node);
-    boolean used = false;
-    for (ActorRef<DeviceActor.Command> ref : runningDevices()) {
-      DeviceActor.Description desc = described.get(ref);
-      if (desc != null && desc.node().equals(node)) used = true;
-    }
+    roster.drain(node);
+    boolean used = runningDevices().stream().anyMatch(ref -> roster.on(ref, node));
     if (used) rebalance("node " + node + " drained");
     if (used && d.await()) {
       drainWaiters.add(d.replyTo());
@@ -414,7 +364,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
             ctx.getLog().warn("run of {} stopped: {}; planning again", e.jobId(), e.reason());
             String gone = PlanRun.lostDevice(e.reason());
             if (gone != null) {
-              lost.add(gone);
+              roster.lose(gone);
               replan = lossReplan(e.reason());
             }
           }
@@ -459,7 +409,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
     return new Jobs(
         book.jobs(),
         members,
-        devices.stream().map(d -> d.path().toStringWithAddress(self)).toList(),
+        roster.listed().stream().map(d -> d.path().toStringWithAddress(self)).toList(),
         running == null ? "" : running,
         running == null ? "" : on,
         running == null ? "" : plan,
@@ -475,14 +425,14 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
   private void dispatch(JobBook book) {
     Job running = book.current().filter(j -> j.state() == JobState.RUNNING).orElse(null);
     if (running == null || running.id().equals(dispatchedJob) || planRun != null) return;
-    List<ActorRef<DeviceActor.Command>> usable = usable();
+    List<ActorRef<DeviceActor.Command>> usable = roster.usable();
     if (usable.isEmpty()) {
       planExplanation =
           "waiting for devices: none "
-              + (devices.isEmpty() ? "registered" : "usable (lost or on drained nodes)");
+              + (roster.listed().isEmpty() ? "registered" : "usable (lost or on drained nodes)");
       return;
     }
-    if (!described.keySet().containsAll(usable)) return; // their descriptions are on the way
+    if (!roster.allDescribed(usable)) return; // their descriptions are on the way
     JobConfig job;
     ModelConfig model;
     Planner.Choice choice;
@@ -499,7 +449,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
       }
       usable = ScalingPolicy.limit(job.elastic(), usable);
       model = ModelConfig.read(job.model().resolve("config.json"));
-      List<Planner.Device> offered = offered(usable);
+      List<Planner.Device> offered = roster.offered(usable);
       if (!job.parallel().auto() && job.parallel().worldSize() > usable.size()) {
         planExplanation =
             "waiting for devices: the job asks for "
@@ -529,13 +479,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
     runningModel = model;
     planStepSeconds = choice.stepSeconds();
     plannedAtMillis = clock.getAsLong();
-    List<ActorRef<DeviceActor.Command>> chosen = new java.util.ArrayList<>();
-    for (Planner.Device d : choice.devices()) {
-      for (ActorRef<DeviceActor.Command> ref : usable) {
-        DeviceActor.Description desc = described.get(ref);
-        if (desc.device().id().equals(d.id()) && desc.node().equals(d.node())) chosen.add(ref);
-      }
-    }
+    List<ActorRef<DeviceActor.Command>> chosen = roster.actorsOf(choice.devices(), usable);
     Replan why = replan;
     replan = null;
     if (why != null) {

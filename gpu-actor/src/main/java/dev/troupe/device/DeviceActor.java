@@ -16,7 +16,9 @@ import org.apache.pekko.actor.typed.receptionist.ServiceKey;
  * under {@link #KEY} so that the coordinator finds it. It describes its device, and it trains a
  * whole job on its device when the coordinator asks ({@link RunJob}; the 1 × 1 × 1 plan): the job
  * runs on a thread of its own, every step is reported, and {@link StopJob} stops it at the next
- * step boundary after a checkpoint, so running the job again resumes there. One job at a time; a
+ * step boundary after a checkpoint, so running the job again resumes there. In a cluster the job's
+ * state is copied after every step to this device and to a buddy device on another node, and a run
+ * of a job with committed steps starts from such copies ({@link WholeJobRun}). One job at a time; a
  * run asked for while another is stopping starts when that one has ended.
  *
  * <p>In a distributed run (several devices) it holds one rank instead: a pipeline stage's tensor
