@@ -94,7 +94,14 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
 
   private Coordinator(
       ActorContext<Command> ctx, int snapshotEvery, java.util.function.LongSupplier clock) {
-    super(ID);
+    // a refused write (another coordinator wrote that sequence number: a stale one that woke up
+    // after a failover, or this one if it was the stale one) restarts it from the journal after 3
+    // s:
+    // a stale node has shut itself down by then, and a live coordinator reads what the other wrote
+    super(
+        ID,
+        org.apache.pekko.actor.typed.SupervisorStrategy.restartWithBackoff(
+            java.time.Duration.ofSeconds(3), java.time.Duration.ofSeconds(30), 0.2));
     this.ctx = ctx;
     this.snapshotEvery = snapshotEvery;
     this.clock = clock;
@@ -346,7 +353,28 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
         }
         lastStepAtMillis = clock.getAsLong();
         considerGrowth();
-        yield persist(book.stepDone(s.jobId(), s.step(), s.total(), s.loss(), s.tokensPerS()));
+        List<JobEvent> events =
+            book.stepDone(s.jobId(), s.step(), s.total(), s.loss(), s.tokensPerS());
+        // a run over several devices writes the step's outputs once it is journaled
+        ActorRef<PlanRun.Command> driver = s.jobId().equals(planRunJob) ? planRun : null;
+        if (events.isEmpty()) {
+          // a step journaled already (computed again after a coordinator was lost) is acknowledged
+          boolean had =
+              book.job(s.jobId())
+                  .map(
+                      j ->
+                          j.step() >= s.step()
+                              && (j.state() == JobState.RUNNING || j.state() == JobState.PAUSED))
+                  .orElse(false);
+          if (driver != null) driver.tell(new PlanRun.Committed(s.step(), had));
+          yield Effect().none();
+        }
+        yield Effect()
+            .persist(events)
+            .thenRun(
+                b -> {
+                  if (driver != null) driver.tell(new PlanRun.Committed(s.step(), true));
+                });
       }
       case DeviceActor.RunEnded e -> {
         if (e.jobId().equals(dispatchedJob) || e.jobId().equals(planRunJob)) {

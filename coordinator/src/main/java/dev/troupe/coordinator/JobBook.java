@@ -78,10 +78,16 @@ public record JobBook(long submitted, List<Job> jobs) implements ClusterMessage 
     return List.of(new JobResumed(id));
   }
 
-  /** A step reported by the device running the job; nothing where the job is not running. */
+  /**
+   * A step reported by the run of the job: committed once, for a running job or a paused one (the
+   * step in flight when it was paused; its run stops after it with a checkpoint); nothing for a job
+   * that was cancelled or has ended.
+   */
   public List<JobEvent> stepDone(String id, long step, long total, double loss, double tokensPerS) {
     Job j = job(id).orElse(null);
-    if (j == null || j.state() != JobState.RUNNING || step <= j.step()) return List.of();
+    boolean holdsTurn =
+        j != null && (j.state() == JobState.RUNNING || j.state() == JobState.PAUSED);
+    if (!holdsTurn || step <= j.step()) return List.of();
     return List.of(new StepCommitted(id, step, total, loss, tokensPerS));
   }
 

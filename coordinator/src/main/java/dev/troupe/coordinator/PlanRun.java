@@ -20,6 +20,7 @@ import dev.troupe.pipeline.train.Replan;
 import dev.troupe.pipeline.train.TrainingState;
 import java.io.IOException;
 import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.EnumSet;
 import java.util.HashMap;
@@ -73,11 +74,20 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
   /** A device of the run is gone: its watch fired, or the receptionist no longer lists it. */
   record DeviceGone(String device) implements Command {}
 
+  /**
+   * The coordinator journaled step {@code step} ({@code ok}), or did not (the job no longer runs).
+   * The run writes a step's metrics line and goes on only then: a coordinator that is no longer the
+   * one (a node that was frozen and woke up after a failover) cannot journal, so its run writes
+   * nothing to the job's output.
+   */
+  public record Committed(long step, boolean ok) implements Command {}
+
   private enum Phase {
     RECALLING,
     PREPARING,
     FIRST_HALF,
     SECOND_HALF,
+    COMMITTING,
     SAVING,
     DONE
   }
@@ -102,6 +112,8 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
   private double lr;
   private MetricsLog metrics;
   private TensorBoardWriter tb;
+  private Map<String, Object> line; // the metrics line of the step waiting for its commit
+  private String lostReason = ""; // a device left while a step waited for its commit
 
   private final String config;
   private final List<ActorRef<DeviceActor.Command>> everyDevice;
@@ -281,14 +293,24 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
     if (phase != Phase.RECALLING) return this;
     List<RankProtocol.Copy> all = new ArrayList<>();
     recalled.values().forEach(all::addAll);
-    Optional<RankProtocol.Copy> c = RankProtocol.Copy.covering(all, committed, plan.layers());
+    // a step is journaled before its metrics line is written: a coordinator lost in between leaves
+    // the journal one step ahead of metrics.jsonl, and that step is computed again from the copies
+    // before it (its commit is then only acknowledged)
+    long from = committed;
+    try {
+      Path file = job.output().resolve("metrics.jsonl");
+      if (committed > 0 && MetricsLog.lossAt(file, committed).isEmpty()) from = committed - 1;
+    } catch (IOException e) {
+      // unreadable: the run's own open of metrics.jsonl reports it
+    }
+    Optional<RankProtocol.Copy> c = RankProtocol.Copy.covering(all, from, plan.layers());
     if (c.isPresent()) {
       SortedMap<String, TensorData> tensors = new TreeMap<>();
       c.get().tensors().forEach((k, v) -> tensors.put(k, v.toTensorData()));
       prepare(
           new Restore(
               "copies",
-              committed,
+              from,
               tensors,
               c.get().optimizerStep(),
               new LossScaler(c.get().lossScale(), c.get().growthTracker())));
@@ -365,8 +387,8 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
               }
               return this;
             })
-        .onMessage(
-            DeviceGone.class, g -> end(DeviceActor.Outcome.STOPPED, LOST + g.device() + LEFT))
+        .onMessage(DeviceGone.class, g -> lost(LOST + g.device() + LEFT))
+        .onMessage(Committed.class, this::committed)
         .build();
   }
 
@@ -479,29 +501,43 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
     m.put("loss_scale", scale);
     m.put("skipped", decision.skipped());
     m.put("plan", plan.toString());
+    line = m;
+    step++;
+    phase = Phase.COMMITTING;
+    reportTo.tell(new DeviceActor.StepDone(jobId, step, total, decision.loss(), tokensPerS));
+    return this;
+  }
+
+  /**
+   * A device of the run left: the run ends, after the commit of a step waiting for it (the
+   * coordinator is there to answer), so that a journaled step has its metrics line.
+   */
+  private Behavior<Command> lost(String reason) {
+    if (phase != Phase.COMMITTING) return end(DeviceActor.Outcome.STOPPED, reason);
+    lostReason = reason;
+    return this;
+  }
+
+  /** The coordinator's answer to the step just done: write its outputs and go on, or end. */
+  private Behavior<Command> committed(Committed c) {
+    if (phase != Phase.COMMITTING || c.step() != step) return this;
+    if (!c.ok()) return end(DeviceActor.Outcome.STOPPED, lostReason);
+    Map<String, Object> m = line;
     try {
       metrics.write(m);
-      tb.scalar("train/loss", step + 1, decision.loss());
-      tb.scalar("train/lr", step + 1, lr);
-      tb.scalar("train/grad_norm", step + 1, decision.gradNorm());
-      tb.scalar("train/tokens_per_s", step + 1, tokensPerS);
-      tb.scalar("train/loss_scale", step + 1, scale);
+      for (String k : List.of("loss", "lr", "grad_norm", "tokens_per_s", "loss_scale")) {
+        tb.scalar("train/" + k, step, ((Number) m.get(k)).doubleValue());
+      }
+      if (replan != null && !replanReported) {
+        replanReported = true;
+        metrics.write(
+            replan.event(
+                plan.toString(), restoredFrom, committed, step - 1, System.currentTimeMillis()));
+      }
     } catch (IOException e) {
       return end(DeviceActor.Outcome.FAILED, "cannot write metrics: " + e.getMessage());
     }
-    step++;
-    if (replan != null && !replanReported) {
-      replanReported = true;
-      Map<String, Object> e =
-          replan.event(
-              plan.toString(), restoredFrom, committed, step - 1, System.currentTimeMillis());
-      try {
-        metrics.write(e);
-      } catch (IOException x) {
-        return end(DeviceActor.Outcome.FAILED, "cannot write metrics: " + x.getMessage());
-      }
-    }
-    reportTo.tell(new DeviceActor.StepDone(jobId, step, total, decision.loss(), tokensPerS));
+    if (!lostReason.isEmpty()) return end(DeviceActor.Outcome.STOPPED, lostReason);
     boolean end = step >= total;
     boolean due = step % job.checkpoint().every() == 0;
     if (end) return finish();

@@ -80,6 +80,12 @@ class JobBookTest {
     JobBook paused = run(b, b.pause("job-1"));
     assertEquals(
         List.of(), paused.runEnded("job-1", true, ""), "a paused job's run end is not news");
+    assertEquals(
+        1,
+        paused.stepDone("job-1", 2, 10, 2.3, 100).size(),
+        "the step in flight when the job was paused is committed");
+    JobBook cancelled = run(paused, paused.cancel("job-1", "by request"));
+    assertEquals(List.of(), cancelled.stepDone("job-1", 2, 10, 2.3, 100), "job-1 was cancelled");
     b = run(b, b.runEnded("job-1", true, ""));
     assertEquals(List.of(JobState.COMPLETED, JobState.RUNNING), states(b));
   }

@@ -285,7 +285,11 @@ public final class DeviceActor {
         .onMessage(
             RunJob.class,
             r -> {
-              if (r.jobId().equals(current.jobId()) && !run.stopping()) return Behaviors.same();
+              if (r.runId().equals(current.runId())) return Behaviors.same();
+              // another run of the job that runs here: a coordinator that took over (its journal
+              // may lag this run by a step) or a resume while stopping; this run stops at its step
+              // boundary and the new one starts from what it restores
+              if (r.jobId().equals(current.jobId())) run.stop();
               return running(ctx, at, run, r);
             })
         .onMessage(

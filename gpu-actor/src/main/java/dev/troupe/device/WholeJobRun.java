@@ -171,6 +171,15 @@ final class WholeJobRun {
       }
 
       @Override
+      public void resumed(long step, long total, double loss) {
+        // a checkpoint ahead of the coordinator's journal (the run went on, or ended, while no
+        // coordinator listened): the journal learns of the step it resumes at
+        if (step > job.committed() && !Double.isNaN(loss)) {
+          job.reportTo().tell(new DeviceActor.StepDone(job.jobId(), step, total, loss, 0.0));
+        }
+      }
+
+      @Override
       public boolean keepsCopies() {
         return job.keepCopies();
       }

@@ -160,6 +160,23 @@ public final class MetricsLog implements AutoCloseable {
   }
 
   /** The line as a JSON object, or null if it is not one (torn, blank or garbage). */
+  /**
+   * The loss of step {@code step}'s line in {@code file} (a per-step line, not an event); empty
+   * where there is none.
+   */
+  public static java.util.OptionalDouble lossAt(Path file, long step) throws IOException {
+    if (!Files.exists(file)) return java.util.OptionalDouble.empty();
+    java.util.OptionalDouble loss = java.util.OptionalDouble.empty();
+    for (String text : Files.readAllLines(file, StandardCharsets.UTF_8)) {
+      JsonNode line = parse(text);
+      if (line == null || line.has("event") || stepOf(line) == null) continue;
+      if (stepOf(line).compareTo(BigDecimal.valueOf(step)) == 0 && line.path("loss").isNumber()) {
+        loss = java.util.OptionalDouble.of(line.get("loss").asDouble());
+      }
+    }
+    return loss;
+  }
+
   private static JsonNode parse(String text) {
     if (text.isBlank()) {
       return null;

@@ -55,6 +55,12 @@ public final class Trainer {
     /** Whether to stop after the step just done. */
     boolean stopRequested();
 
+    /**
+     * The run starts after step {@code step} of {@code total} (restored), whose loss was {@code
+     * loss}; called before the first step, also when there is none left.
+     */
+    default void resumed(long step, long total, double loss) {}
+
     /** Whether {@link #keep} wants a copy of the state after every step. */
     default boolean keepsCopies() {
       return false;
@@ -166,6 +172,13 @@ public final class Trainer {
       try (MetricsLog metrics =
               MetricsLog.open(job.output().resolve("metrics.jsonl"), state.step());
           TensorBoardWriter tb = TensorBoardWriter.open(job.output().resolve("tb"))) {
+        if (observer != null && state.step() > 0) {
+          observer.resumed(
+              state.step(),
+              total,
+              MetricsLog.lossAt(job.output().resolve("metrics.jsonl"), state.step())
+                  .orElse(Double.NaN));
+        }
         try (PhaseModel models = new PhaseModel(s, state.quant())) {
           if (state.step() == 0 && s.eval() != null)
             last = evaluate(s, models.get(phase(0)), 0, metrics, tb);
