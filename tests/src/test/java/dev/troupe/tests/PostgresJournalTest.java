@@ -47,7 +47,7 @@ class PostgresJournalTest {
   private static final String FAILOVER =
       """
       pekko.cluster.failure-detector { heartbeat-interval = 500ms, acceptable-heartbeat-pause = 1500ms }
-      pekko.cluster.split-brain-resolver.stable-after = 2s
+      pekko.cluster.split-brain-resolver.stable-after = 1500ms
       pekko.cluster { gossip-interval = 500ms, leader-actions-interval = 500ms }
       """;
 
