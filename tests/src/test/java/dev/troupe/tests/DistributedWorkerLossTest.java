@@ -51,11 +51,6 @@ class DistributedWorkerLossTest {
         dir, name, "steps = 60\ncheckpoint { every = 1000 }\nparallel " + parallel);
   }
 
-  private static void signal(Process p, String signal) throws Exception {
-    Process kill = new ProcessBuilder("kill", "-" + signal, "" + p.pid()).inheritIO().start();
-    assertEquals(0, kill.waitFor(), "kill -" + signal + " " + p.pid());
-  }
-
   /**
    * @param how {@code kill}: kill -9 of the worker; {@code freeze}: SIGSTOP, so that it stops
    *     answering heartbeats but keeps its connections, until the split-brain resolver downs it;
@@ -116,10 +111,10 @@ class DistributedWorkerLossTest {
       Process lost = workers.get(victim).process();
       switch (how) {
         case "kill" -> lost.destroyForcibly();
-        case "freeze" -> signal(lost, "STOP");
+        case "freeze" -> Nodes.signal(lost, "STOP");
         // SIGTERM: the node drains itself, then leaves (Process.destroy would send it too, but
         // also close our end of its stdout)
-        default -> signal(lost, "TERM");
+        default -> Nodes.signal(lost, "TERM");
       }
       long killed = System.nanoTime();
       stepAtKill = TrainingJobs.lastStep(metrics);
@@ -163,7 +158,7 @@ class DistributedWorkerLossTest {
         assertTrue(left.printed(line), left.report());
       }
       if (how.equals("freeze")) {
-        signal(lost, "CONT");
+        Nodes.signal(lost, "CONT");
         // downed while frozen: once it runs again it learns so and its node shuts down
         assertTrue(lost.waitFor(90, TimeUnit.SECONDS), "the frozen node exits after SIGCONT");
         System.out.println("the frozen node exited " + lost.exitValue() + " after SIGCONT");

@@ -47,6 +47,15 @@ final class Nodes {
     }
   }
 
+  /**
+   * Sends {@code signal} (STOP, CONT, TERM, ...) to {@code p} with kill(1): {@code Process.destroy}
+   * would send TERM but also close this side of the process's stdout.
+   */
+  static void signal(Process p, String signal) throws Exception {
+    Process kill = new ProcessBuilder("kill", "-" + signal, "" + p.pid()).inheritIO().start();
+    if (kill.waitFor() != 0) fail("kill -" + signal + " " + p.pid() + " failed");
+  }
+
   static int freePort() throws IOException {
     try (ServerSocket s = new ServerSocket(0)) {
       return s.getLocalPort();

@@ -268,11 +268,6 @@ class PostgresJournalTest {
     return replan;
   }
 
-  private static void signal(Process p, String signal) throws Exception {
-    Process kill = new ProcessBuilder("kill", "-" + signal, "" + p.pid()).inheritIO().start();
-    assertEquals(0, kill.waitFor(), "kill -" + signal + " " + p.pid());
-  }
-
   /**
    * @param how {@code kill}: kill -9 of the coordinator's node, which drives a pp=2 run on two
    *     workers; {@code freeze}: SIGSTOP of it until the job has gone on under the other
@@ -330,13 +325,13 @@ class PostgresJournalTest {
         running.path("plan").asText().startsWith(parallel.contains("2") ? "pp=2" : "pp=1"),
         running.toString());
     if (how.startsWith("kill")) first.process().destroyForcibly();
-    else signal(first.process(), "STOP");
+    else Nodes.signal(first.process(), "STOP");
     long killed = System.nanoTime();
     Path metrics = dir.resolve("job/metrics.jsonl");
     long stepAtKill = TrainingJobs.lastStep(metrics);
     double seconds = pastStep(metrics, stepAtKill, killed);
     if (how.equals("freeze")) {
-      signal(first.process(), "CONT");
+      Nodes.signal(first.process(), "CONT");
       assertTrue(
           first.process().waitFor(60, TimeUnit.SECONDS),
           "the frozen coordinator node exits once it runs again: " + first.report());

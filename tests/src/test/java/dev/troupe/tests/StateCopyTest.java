@@ -23,9 +23,9 @@ import org.junit.jupiter.api.io.TempDir;
  * The copies of the state a run on one device keeps after every step ({@link Trainer.StepObserver}
  * {@code keep}) continue the run exactly: a second run started from the copy after step 5, with no
  * checkpoint anywhere, repeats steps 6 to 12 of the first to the bit (shuffled data, dropout, and a
- * NF4 base whose check at step 0 promoted every layer to INT8: the copy carries the formats, and
- * a run that read NF4 again would train other losses). A copy that lacks a tensor is refused,
- * naming it.
+ * NF4 base whose check at step 0 promoted every layer to INT8: the copy carries the formats, and a
+ * run that read NF4 again would train other losses). A copy that lacks a tensor is refused, naming
+ * it.
  */
 class StateCopyTest {
   @TempDir Path dir;
