@@ -49,7 +49,8 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
  * {@code metrics.jsonl}, TensorBoard scalars, checkpoints in the same format (gathered from the
  * first rank of each stage) and the final PEFT adapter. It reports every step and the end of the
  * run to the coordinator as a device does ({@link DeviceActor.StepDone}, {@link
- * DeviceActor.RunEnded}).
+ * DeviceActor.RunEnded}), and writes a step's outputs, and goes on, only once the coordinator has
+ * journaled the step ({@link Committed}).
  *
  * <p>A stop request ends the run after the step in flight, with a checkpoint; a rank that fails
  * ends it as failed; a device that leaves the cluster ends it as stopped, so that the coordinator
@@ -304,6 +305,10 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
       // unreadable: the run's own open of metrics.jsonl reports it
     }
     Optional<RankProtocol.Copy> c = RankProtocol.Copy.covering(all, from, plan.layers());
+    if (c.isEmpty() && from != committed) {
+      from = committed; // no copies of the step before: the step's line stays missing
+      c = RankProtocol.Copy.covering(all, from, plan.layers());
+    }
     if (c.isPresent()) {
       SortedMap<String, TensorData> tensors = new TreeMap<>();
       c.get().tensors().forEach((k, v) -> tensors.put(k, v.toTensorData()));
