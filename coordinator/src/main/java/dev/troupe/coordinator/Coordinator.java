@@ -216,7 +216,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
     if (dispatchedTo != null && cluster != null) {
       // a run on one device keeps its copies on the first device after it on another node: one
       // that joined, or the next when its buddy left (none when no other node has a device)
-      List<ActorRef<DeviceActor.Command>> buddy = PlanRun.buddy(dispatchedTo, roster.usable());
+      List<ActorRef<DeviceActor.Command>> buddy = Buddies.of(dispatchedTo, roster.usable());
       if (!buddy.equals(runBuddies)) {
         runBuddies = buddy;
         dispatchedTo.tell(new DeviceActor.NewBuddy(dispatchedRun, buddy));
@@ -532,7 +532,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
       // in a cluster the device keeps copies of the state on a buddy on another node after every
       // step, and a run of a job with committed steps starts from such copies where they are left
       boolean copies = cluster != null;
-      runBuddies = copies ? PlanRun.buddy(dispatchedTo, usable) : List.of();
+      runBuddies = copies ? Buddies.of(dispatchedTo, usable) : List.of();
       dispatchedTo.tell(
           new DeviceActor.RunJob(
               runId,
@@ -549,7 +549,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
     }
     planRunJob = running.id();
     planDevices = List.copyOf(chosen);
-    runBuddies = PlanRun.buddies(choice.plan(), chosen, usable);
+    runBuddies = Buddies.ofPlan(choice.plan(), chosen, usable);
     planRun =
         ctx.spawn(
             PlanRun.create(

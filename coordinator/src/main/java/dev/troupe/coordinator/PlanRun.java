@@ -253,41 +253,8 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
                   mine,
                   optimizerStep,
                   self,
-                  leader ? buddy(devices.get(r), everyDevice) : List.of()));
+                  leader ? Buddies.of(devices.get(r), everyDevice) : List.of()));
     }
-  }
-
-  /**
-   * A device on another node than {@code of} to keep copies of its stage's state: the next one
-   * after it in the cluster's device order; none where every device is on its node.
-   */
-  static List<ActorRef<DeviceActor.Command>> buddy(
-      ActorRef<DeviceActor.Command> of, List<ActorRef<DeviceActor.Command>> everyDevice) {
-    int at = Math.max(0, everyDevice.indexOf(of));
-    for (int i = 1; i <= everyDevice.size(); i++) {
-      ActorRef<DeviceActor.Command> d = everyDevice.get((at + i) % everyDevice.size());
-      if (!d.path().address().equals(of.path().address())) return List.of(d);
-    }
-    return List.of();
-  }
-
-  /**
-   * The buddies of a run of {@code plan} on {@code devices} (rank by rank): the devices that keep
-   * copies of the state of its stages' first ranks.
-   */
-  static List<ActorRef<DeviceActor.Command>> buddies(
-      Plan plan,
-      List<ActorRef<DeviceActor.Command>> devices,
-      List<ActorRef<DeviceActor.Command>> everyDevice) {
-    List<ActorRef<DeviceActor.Command>> out = new ArrayList<>();
-    for (int r = 0; r < plan.worldSize(); r++) {
-      if (plan.rank(r).shard() == 0 && plan.rank(r).replica() == 0) {
-        for (ActorRef<DeviceActor.Command> b : buddy(devices.get(r), everyDevice)) {
-          if (!out.contains(b)) out.add(b);
-        }
-      }
-    }
-    return out;
   }
 
   private Behavior<Command> recallOver() {

@@ -230,9 +230,10 @@ public final class LoraParameters implements AutoCloseable {
     List<Tensor> p = parameters();
     List<String> n = names();
     for (int i = 0; i < p.size(); i++) {
-      out.put(
-          n.get(i),
-          new TensorData(DType.F32, Torch.shape(p.get(i)), Torch.toBytes(p.get(i).detach())));
+      // per step where copies of the state are kept: the detached alias is released at once
+      try (Tensor d = p.get(i).detach()) {
+        out.put(n.get(i), new TensorData(DType.F32, Torch.shape(d), Torch.toBytes(d)));
+      }
     }
     return out;
   }
