@@ -67,7 +67,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
   private final DeviceRoster roster = new DeviceRoster();
   private String dispatchedJob; // the job a device runs for us now, if any
   private ActorRef<DeviceActor.Command> dispatchedTo;
-  private String dispatchedRun = ""; // its run id
+  private String dispatchedRun = ""; // the id of the job's latest run, on one device or several
   private ActorRef<PlanRun.Command> planRun; // the driver of a run over several devices
   private String planRunJob;
   private List<ActorRef<DeviceActor.Command>> planDevices = List.of();
@@ -340,6 +340,14 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
   private Effect<JobEvent, JobBook> report(JobBook book, DeviceReport r) {
     return switch (r.report()) {
       case DeviceActor.StepDone s -> {
+        // a device that trains a whole job writes the step's outputs once it is journaled; a run
+        // this coordinator no longer drives (replaced, or on a node that was frozen) gets nothing
+        // journaled
+        ActorRef<DeviceActor.Command> device = s.commitTo();
+        if (device != null && !s.runId().equals(dispatchedRun)) {
+          device.tell(new DeviceActor.Committed(s.runId(), s.step(), false));
+          yield Effect().none();
+        }
         if (recovering != null && s.jobId().equals(recoveringJob)) {
           lastRecovery =
               String.format(
@@ -367,6 +375,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
                               && (j.state() == JobState.RUNNING || j.state() == JobState.PAUSED))
                   .orElse(false);
           if (driver != null) driver.tell(new PlanRun.Committed(s.step(), had));
+          if (device != null) device.tell(new DeviceActor.Committed(s.runId(), s.step(), had));
           yield Effect().none();
         }
         yield Effect()
@@ -374,9 +383,15 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
             .thenRun(
                 b -> {
                   if (driver != null) driver.tell(new PlanRun.Committed(s.step(), true));
+                  if (device != null) {
+                    device.tell(new DeviceActor.Committed(s.runId(), s.step(), true));
+                  }
                 });
       }
       case DeviceActor.RunEnded e -> {
+        // the end of a run that another one replaced already (the job was resumed, or sent again,
+        // while that run was stopping): the new run is the job's now
+        if (!e.runId().equals(dispatchedRun)) yield Effect().none();
         if (e.jobId().equals(dispatchedJob) || e.jobId().equals(planRunJob)) {
           runBuddies = List.of();
         }
@@ -496,7 +511,9 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
       ctx.getSelf()
           .tell(
               new DeviceReport(
-                  new DeviceActor.RunEnded(running.id(), DeviceActor.Outcome.FAILED, reason)));
+                  new DeviceActor.RunEnded(
+                      running.id(), DeviceActor.Outcome.FAILED, reason, "unplanned")));
+      dispatchedRun = "unplanned";
       dispatchedJob = running.id(); // until that report arrives
       dispatchedTo = null;
       return;
@@ -525,10 +542,10 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
       recoveringJob = running.id();
     }
     String runId = running.id() + "-run" + (++runs) + "-" + System.currentTimeMillis();
+    dispatchedRun = runId;
     if (choice.plan().worldSize() == 1) {
       dispatchedTo = chosen.get(0);
       dispatchedJob = running.id();
-      dispatchedRun = runId;
       // in a cluster the device keeps copies of the state on a buddy on another node after every
       // step, and a run of a job with committed steps starts from such copies where they are left
       boolean copies = cluster != null;
@@ -566,14 +583,16 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
             "plan-run-" + runs);
   }
 
-  /** Stops job {@code id} at the next step boundary (its device checkpoints there). */
+  /**
+   * Stops job {@code id} at the next step boundary (its device checkpoints there). A run stays
+   * known until it has ended, so a job resumed meanwhile runs again only after that (the step in
+   * flight is committed by this run, not computed again by the next).
+   */
   private void stop(String id) {
     if (id.equals(dispatchedJob)) {
       if (dispatchedTo != null) dispatchedTo.tell(new DeviceActor.StopJob(id));
-      dispatchedJob = null;
-      dispatchedTo = null;
+      else dispatchedJob = null; // no run was sent (it could not be planned)
     }
-    // a run over several devices stays known until it has ended: no second run starts before
     if (id.equals(planRunJob) && planRun != null) planRun.tell(new PlanRun.Stop());
   }
 

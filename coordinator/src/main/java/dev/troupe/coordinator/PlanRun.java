@@ -476,7 +476,8 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
     line = m;
     step++;
     phase = Phase.COMMITTING;
-    reportTo.tell(new DeviceActor.StepDone(jobId, step, total, decision.loss(), tokensPerS));
+    reportTo.tell(
+        new DeviceActor.StepDone(jobId, step, total, decision.loss(), tokensPerS, runId, null));
     return this;
   }
 
@@ -577,12 +578,12 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
     } catch (IOException e) {
       // the run is over either way; the metrics lines written so far are flushed per line
     }
-    reportTo.tell(new DeviceActor.RunEnded(jobId, outcome, reason));
+    reportTo.tell(new DeviceActor.RunEnded(jobId, outcome, reason, runId));
     return Behaviors.stopped();
   }
 
   private void fail(String reason) {
     phase = Phase.DONE;
-    reportTo.tell(new DeviceActor.RunEnded(jobId, DeviceActor.Outcome.FAILED, reason));
+    reportTo.tell(new DeviceActor.RunEnded(jobId, DeviceActor.Outcome.FAILED, reason, runId));
   }
 }

@@ -33,7 +33,15 @@ public final class DeviceActor {
 
   /** What a device actor understands. */
   public sealed interface Command extends ClusterMessage
-      permits Describe, RunJob, StopJob, NewBuddy, RunFinished, FromPeer, RankProtocol.ToRank {}
+      permits Describe,
+          RunJob,
+          StopJob,
+          NewBuddy,
+          Committed,
+          CoordinatorGone,
+          RunFinished,
+          FromPeer,
+          RankProtocol.ToRank {}
 
   /** Asks for the device's description. */
   public record Describe(ActorRef<Description> replyTo) implements Command {}
@@ -83,6 +91,19 @@ public final class DeviceActor {
    */
   public record NewBuddy(String runId, List<ActorRef<Command>> buddy) implements Command {}
 
+  /**
+   * The coordinator journaled step {@code step} of run {@code runId} ({@code ok}), or never will
+   * (the run is no longer the job's, or the job was cancelled): the run writes the step's metrics,
+   * scalars and checkpoint only after this, and stops where it is not ok.
+   */
+  public record Committed(String runId, long step, boolean ok) implements Command {}
+
+  /**
+   * The coordinator run {@code runId} reports to has stopped, or its node left the cluster: nothing
+   * of the run will be committed any more (internal).
+   */
+  record CoordinatorGone(String runId) implements Command {}
+
   /** The training thread ended (internal). */
   record RunFinished(String jobId, Outcome outcome, String reason) implements Command {}
 
@@ -92,12 +113,27 @@ public final class DeviceActor {
   /** What a device reports about a job it runs. */
   public sealed interface Report extends ClusterMessage permits StepDone, RunEnded {}
 
-  /** Step {@code step} of {@code total} is done (checkpointed where the job says so). */
-  public record StepDone(String jobId, long step, long total, double loss, double tokensPerS)
+  /**
+   * Step {@code step} of {@code total} is done by run {@code runId}; where {@code commitTo} is not
+   * null, that device waits for {@link Committed} before it writes the step's outputs (null: the
+   * coordinator's own run over several devices, which it tells directly).
+   */
+  public record StepDone(
+      String jobId,
+      long step,
+      long total,
+      double loss,
+      double tokensPerS,
+      String runId,
+      ActorRef<Command> commitTo)
       implements Report {}
 
-  /** The run ended: trained to the last step, stopped on request, or failed (with the reason). */
-  public record RunEnded(String jobId, Outcome outcome, String reason) implements Report {}
+  /**
+   * Run {@code runId} ended: trained to the last step, stopped on request, or failed (with the
+   * reason).
+   */
+  public record RunEnded(String jobId, Outcome outcome, String reason, String runId)
+      implements Report {}
 
   /** How a run ended. */
   public enum Outcome {
@@ -232,6 +268,8 @@ public final class DeviceActor {
         .onMessage(RunFinished.class, f -> Behaviors.same())
         .onMessage(FromPeer.class, f -> Behaviors.same())
         .onMessage(NewBuddy.class, b -> Behaviors.same())
+        .onMessage(Committed.class, c -> Behaviors.same())
+        .onMessage(CoordinatorGone.class, g -> Behaviors.same())
         .build();
   }
 
@@ -247,6 +285,9 @@ public final class DeviceActor {
             () -> run.run(at.log(), at.terminal()), "troupe-" + at.device().id() + "-" + r.jobId());
     t.setDaemon(true);
     t.start();
+    // a run whose coordinator is gone stops at its next step: a coordinator that took over runs
+    // the job again from its journal, and this run's steps would never be committed
+    ctx.watchWith(r.reportTo(), new CoordinatorGone(r.runId()));
     return running(ctx, at, run, null);
   }
 
@@ -276,6 +317,21 @@ public final class DeviceActor {
               return Behaviors.same();
             })
         .onMessage(
+            Committed.class,
+            c -> {
+              if (c.runId().equals(current.runId())) run.committed(c.step(), c.ok());
+              return Behaviors.same();
+            })
+        .onMessage(
+            CoordinatorGone.class,
+            g -> {
+              if (g.runId().equals(current.runId())) {
+                ctx.getLog().info("the coordinator of {} is gone; stopping it", current.runId());
+                run.replaced();
+              }
+              return Behaviors.same();
+            })
+        .onMessage(
             StopJob.class,
             s -> {
               if (s.jobId().equals(current.jobId())) run.stop();
@@ -288,14 +344,20 @@ public final class DeviceActor {
               if (r.runId().equals(current.runId())) return Behaviors.same();
               // another run of the job that runs here: a coordinator that took over (its journal
               // may lag this run by a step) or a resume while stopping; this run stops at its step
-              // boundary and the new one starts from what it restores
-              if (r.jobId().equals(current.jobId())) run.stop();
+              // boundary and the new one starts from what it restores; a step of this run that
+              // waits
+              // for its commit is not written (the new run computes it again where the journal
+              // has it)
+              if (r.jobId().equals(current.jobId())) run.replaced();
               return running(ctx, at, run, r);
             })
         .onMessage(
             RunFinished.class,
             f -> {
-              current.reportTo().tell(new RunEnded(f.jobId(), f.outcome(), f.reason()));
+              ctx.unwatch(current.reportTo());
+              current
+                  .reportTo()
+                  .tell(new RunEnded(f.jobId(), f.outcome(), f.reason(), current.runId()));
               return next == null ? idle(ctx, at) : start(ctx, at, next);
             })
         .build();

@@ -2,6 +2,7 @@ package dev.troupe.device;
 
 import dev.troupe.persistence.TensorBytes;
 import dev.troupe.pipeline.job.JobConfig;
+import dev.troupe.pipeline.metrics.MetricsLog;
 import dev.troupe.pipeline.model.ModelConfig;
 import dev.troupe.pipeline.safetensors.TensorData;
 import dev.troupe.pipeline.train.StateCopy;
@@ -36,11 +37,19 @@ final class WholeJobRun {
   /** How long the copies of the state are waited for before the newest checkpoint is used. */
   static final long RECALL_WAIT_MS = 3000;
 
+  /**
+   * How long a step's commit is waited for before the step is reported again (a coordinator that
+   * has it already only acknowledges it again).
+   */
+  static final long COMMIT_RESEND_MS = 10_000;
+
   private final DeviceActor.RunJob job;
   private final DeviceInfo device;
   private final ActorRef<DeviceActor.Command> self;
   private final ActorRef<RankProtocol.FromRank> peers;
   private final AtomicBoolean stop = new AtomicBoolean();
+  private final AtomicBoolean replaced = new AtomicBoolean();
+  private final BlockingQueue<DeviceActor.Committed> commits = new LinkedBlockingQueue<>();
   private final BlockingQueue<Long> kept = new LinkedBlockingQueue<>();
   private final BlockingQueue<RankProtocol.Copies> recalled = new LinkedBlockingQueue<>();
   private volatile List<ActorRef<DeviceActor.Command>> buddy;
@@ -64,6 +73,20 @@ final class WholeJobRun {
   /** Stops the run at the next step boundary, after a checkpoint. */
   void stop() {
     stop.set(true);
+  }
+
+  /**
+   * Another run of the job replaces this one: it stops at the next step boundary, and a step that
+   * waits for its commit is not written (this run's coordinator is gone, or has let it go).
+   */
+  void replaced() {
+    replaced.set(true);
+    stop.set(true);
+  }
+
+  /** The coordinator's answer for a step this run reported done. */
+  void committed(long step, boolean ok) {
+    commits.add(new DeviceActor.Committed(job.runId(), step, ok));
   }
 
   boolean stopping() {
@@ -111,7 +134,7 @@ final class WholeJobRun {
         PrintStream out = file != null ? file : log;
         int layers = ModelConfig.read(config.model().resolve("config.json")).numLayers();
         Trainer trainer = new Trainer(config, out, terminal).observe(observer(layers, out));
-        recall(layers).ifPresent(trainer::startFrom);
+        recall(layers, config.output().resolve("metrics.jsonl")).ifPresent(trainer::startFrom);
         if (job.why() != null) trainer.replanned(job.why(), job.plan(), job.committed());
         // the device's threads, unless the job names its own
         if (config.threads() <= 0) {
@@ -133,9 +156,12 @@ final class WholeJobRun {
   /**
    * The copies of the state after the job's last committed step, where the devices asked keep
    * copies of every layer at that step (waited for until all have answered, at most {@link
-   * #RECALL_WAIT_MS}).
+   * #RECALL_WAIT_MS}). A step is journaled before its line is written to {@code metrics}: where a
+   * coordinator was lost in between, the copies of the step before are taken, and the committed
+   * step is computed again (its commit is then only acknowledged).
    */
-  private Optional<StateCopy> recall(int layers) throws InterruptedException {
+  private Optional<StateCopy> recall(int layers, Path metrics)
+      throws InterruptedException, java.io.IOException {
     if (job.committed() <= 0 || job.recallFrom().isEmpty()) return Optional.empty();
     for (ActorRef<DeviceActor.Command> d : job.recallFrom()) {
       d.tell(new RankProtocol.Recall(job.jobId(), peers));
@@ -148,7 +174,12 @@ final class WholeJobRun {
       if (c == null) break;
       all.addAll(c.copies());
     }
-    return RankProtocol.Copy.covering(all, job.committed(), layers).map(WholeJobRun::toState);
+    long committed = job.committed();
+    if (MetricsLog.lossAt(metrics, committed).isEmpty()) {
+      Optional<RankProtocol.Copy> before = RankProtocol.Copy.covering(all, committed - 1, layers);
+      if (before.isPresent()) return before.map(WholeJobRun::toState);
+    }
+    return RankProtocol.Copy.covering(all, committed, layers).map(WholeJobRun::toState);
   }
 
   private static StateCopy toState(RankProtocol.Copy c) {
@@ -160,9 +191,18 @@ final class WholeJobRun {
 
   private Trainer.StepObserver observer(int layers, PrintStream out) {
     return new Trainer.StepObserver() {
+      private DeviceActor.StepDone done; // the step that waits for its commit
+
       @Override
       public void stepDone(long step, long total, double loss, double tokensPerS) {
-        job.reportTo().tell(new DeviceActor.StepDone(job.jobId(), step, total, loss, tokensPerS));
+        done =
+            new DeviceActor.StepDone(job.jobId(), step, total, loss, tokensPerS, job.runId(), self);
+        job.reportTo().tell(done);
+      }
+
+      @Override
+      public boolean commit(long step) {
+        return awaitCommit(done);
       }
 
       @Override
@@ -175,7 +215,9 @@ final class WholeJobRun {
         // a checkpoint ahead of the coordinator's journal (the run went on, or ended, while no
         // coordinator listened): the journal learns of the step it resumes at
         if (step > job.committed() && !Double.isNaN(loss)) {
-          job.reportTo().tell(new DeviceActor.StepDone(job.jobId(), step, total, loss, 0.0));
+          job.reportTo()
+              .tell(
+                  new DeviceActor.StepDone(job.jobId(), step, total, loss, 0.0, job.runId(), self));
         }
       }
 
@@ -189,6 +231,28 @@ final class WholeJobRun {
         keepCopy(state, layers, out);
       }
     };
+  }
+
+  /**
+   * Waits for the coordinator's answer to {@code done} (the step is journaled, or never will be);
+   * false at once where the run was replaced. The report is sent again every {@link
+   * #COMMIT_RESEND_MS}, against a report lost with a coordinator that restarted.
+   */
+  private boolean awaitCommit(DeviceActor.StepDone done) {
+    long resendAt = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(COMMIT_RESEND_MS);
+    try {
+      while (!replaced.get()) {
+        DeviceActor.Committed c = commits.poll(100, TimeUnit.MILLISECONDS);
+        if (c != null && c.step() == done.step()) return c.ok();
+        if (System.nanoTime() > resendAt) {
+          job.reportTo().tell(done);
+          resendAt = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(COMMIT_RESEND_MS);
+        }
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    return false;
   }
 
   /**

@@ -159,7 +159,6 @@ public final class MetricsLog implements AutoCloseable {
     }
   }
 
-  /** The line as a JSON object, or null if it is not one (torn, blank or garbage). */
   /**
    * The loss of step {@code step}'s line in {@code file} (a per-step line, not an event); empty
    * where there is none.
@@ -177,6 +176,7 @@ public final class MetricsLog implements AutoCloseable {
     return loss;
   }
 
+  /** The line as a JSON object, or null if it is not one (torn, blank or garbage). */
   private static JsonNode parse(String text) {
     if (text.isBlank()) {
       return null;

@@ -10,6 +10,7 @@ import dev.troupe.pipeline.engine.Torch;
 import dev.troupe.pipeline.job.JobConfig;
 import dev.troupe.pipeline.metrics.MetricsLog;
 import dev.troupe.pipeline.metrics.ProgressReporter;
+import dev.troupe.pipeline.metrics.StepOutputs;
 import dev.troupe.pipeline.metrics.TensorBoardWriter;
 import dev.troupe.pipeline.model.CausalLm;
 import dev.troupe.pipeline.model.WeightReader;
@@ -71,6 +72,16 @@ public final class Trainer {
      * the training waits for it to return.
      */
     default void keep(StateCopy copy) {}
+
+    /**
+     * Waits until step {@code step}, just reported done, is committed (journaled by the
+     * coordinator): its metrics lines, TensorBoard scalars and checkpoint are written only after.
+     * False: it never will be (the run was replaced, or the job cancelled), and the run stops
+     * without writing them.
+     */
+    default boolean commit(long step) {
+      return true;
+    }
   }
 
   public Trainer(JobConfig job, PrintStream out, boolean terminal) {
@@ -154,9 +165,9 @@ public final class Trainer {
       }
       if (committed > state.step()) {
         out.println(
-            "no copy of the state after step "
+            "the journal has step "
                 + committed
-                + " is left: steps "
+                + "; steps "
                 + (state.step() + 1)
                 + ".."
                 + committed
@@ -180,23 +191,25 @@ public final class Trainer {
                   .orElse(Double.NaN));
         }
         try (PhaseModel models = new PhaseModel(s, state.quant())) {
+          StepOutputs outputs = new StepOutputs();
           if (state.step() == 0 && s.eval() != null)
-            last = evaluate(s, models.get(phase(0)), 0, metrics, tb);
+            last = evaluate(s, models.get(phase(0)), 0, outputs);
           if (state.step() == 0 && quantCheckDue(0))
-            quantCheck(s, models.get(phase(0)), state.quant(), 0, metrics, tb, null);
+            quantCheck(s, models.get(phase(0)), state.quant(), 0, outputs, null);
+          outputs.writeTo(metrics, tb);
           for (long step = state.step(); step < total; step++) {
             ComputeDtype dtype = phase(step);
             CausalLm model = models.get(dtype);
-            state = step(s, model, plan, state, step, total, dtype, metrics, tb, progress);
+            state = step(s, model, plan, state, step, total, dtype, outputs, progress);
             if (pendingReplan != null) {
-              metrics.write(
+              outputs.line(
                   pendingReplan.event(
                       newPlan, restoredFrom, committed, resumedAt, System.currentTimeMillis()));
               pendingReplan = null;
             }
             boolean end = step + 1 == total;
             if (s.eval() != null && ((step + 1) % job.eval().every() == 0 || end)) {
-              last = evaluate(s, model, step + 1, metrics, tb);
+              last = evaluate(s, model, step + 1, outputs);
               progress.message(
                   String.format(
                       "eval at step %d: loss %.4f%s",
@@ -207,12 +220,21 @@ public final class Trainer {
                           : String.format(", exact match %.1f%%", 100 * last.exactMatch())));
             }
             if (state.quant() != null && quantCheckDue(step + 1))
-              quantCheck(s, model, state.quant(), step + 1, metrics, tb, progress);
-            boolean saved = (step + 1) % job.checkpoint().every() == 0 || end;
-            if (saved) state.save(store, s.lora(), s.optimizer());
+              quantCheck(s, model, state.quant(), step + 1, outputs, progress);
             if (observer != null) {
               if (observer.keepsCopies()) observer.keep(state.copy(s.lora(), s.optimizer()));
               observer.stepDone(step + 1, total, lastLoss, lastTokensPerS);
+              if (!observer.commit(step + 1)) {
+                // the step's outputs and state are dropped: the journal does not have it
+                progress.message("step " + (step + 1) + " was not committed; stopping");
+                stopped = true;
+                break;
+              }
+            }
+            outputs.writeTo(metrics, tb);
+            boolean saved = (step + 1) % job.checkpoint().every() == 0 || end;
+            if (saved) state.save(store, s.lora(), s.optimizer());
+            if (observer != null) {
               if (!end && observer.stopRequested()) {
                 if (!saved) state.save(store, s.lora(), s.optimizer());
                 progress.message("stopped after step " + (step + 1) + " on request");
@@ -240,10 +262,8 @@ public final class Trainer {
       long step,
       long total,
       ComputeDtype dtype,
-      MetricsLog metrics,
-      TensorBoardWriter tb,
-      ProgressReporter progress)
-      throws IOException {
+      StepOutputs outputs,
+      ProgressReporter progress) {
     int[] indices = plan.step(step);
     List<Batch> micro = new ArrayList<>();
     for (int i = 0; i < indices.length; i += job.batch().micro()) {
@@ -286,9 +306,9 @@ public final class Trainer {
     m.put("skipped", r.skipped());
     m.put("mem_bytes", ResidentMemory.bytes());
     m.put("peak_mem_bytes", ResidentMemory.peakBytes());
-    metrics.write(m);
+    outputs.line(m);
     for (String k : List.of("loss", "lr", "grad_norm", "tokens_per_s", "loss_scale", "mem_bytes")) {
-      tb.scalar("train/" + k, step + 1, ((Number) m.get(k)).doubleValue());
+      outputs.scalar("train/" + k, step + 1, ((Number) m.get(k)).doubleValue());
     }
     progress.update(step + 1, r.loss(), r.tokens() / seconds);
     lastLoss = r.loss();
@@ -307,10 +327,8 @@ public final class Trainer {
       CausalLm model,
       QuantState quant,
       long step,
-      MetricsLog metrics,
-      TensorBoardWriter tb,
-      ProgressReporter progress)
-      throws IOException {
+      StepOutputs outputs,
+      ProgressReporter progress) {
     List<Example> rows = new ArrayList<>();
     int n = Math.min(job.quantization().calibrationSequences(), s.train().size());
     for (int i = 0; i < n; i++) rows.add(s.train().get(i));
@@ -333,7 +351,7 @@ public final class Trainer {
       m.put("to", l.to().label());
       m.put("action", l.action());
       layers.add(m);
-      tb.scalar("quant/error/" + l.name(), step, l.error());
+      outputs.scalar("quant/error/" + l.name(), step, l.error());
     }
     Map<String, Object> m = new LinkedHashMap<>();
     m.put("event", "quant_check");
@@ -345,10 +363,10 @@ public final class Trainer {
     m.put("frozen_bytes_after", r.bytesAfter());
     m.put("changes", r.changes());
     m.put("layers", layers);
-    metrics.write(m);
-    tb.scalar("quant/changes", step, r.changes());
-    tb.scalar("quant/frozen_mib", step, r.bytesAfter() / (1024.0 * 1024.0));
-    tb.scalar("quant/calib_loss_delta", step, r.lossAfter() - r.lossBefore());
+    outputs.line(m);
+    outputs.scalar("quant/changes", step, r.changes());
+    outputs.scalar("quant/frozen_mib", step, r.bytesAfter() / (1024.0 * 1024.0));
+    outputs.scalar("quant/calib_loss_delta", step, r.lossAfter() - r.lossBefore());
     double worst = r.layers().stream().mapToDouble(QuantCheck.LayerReport::error).max().orElse(0);
     String line =
         String.format(
@@ -360,8 +378,7 @@ public final class Trainer {
   }
 
   private Evaluator.Result evaluate(
-      TrainingSetup s, CausalLm model, long step, MetricsLog metrics, TensorBoardWriter tb)
-      throws IOException {
+      TrainingSetup s, CausalLm model, long step, StepOutputs outputs) {
     {
       model.lendLora(s.lora().weights(), 0.0);
       Evaluator.Result r =
@@ -381,10 +398,10 @@ public final class Trainer {
       m.put("perplexity", r.perplexity());
       m.put("tokens", r.tokens());
       if (!Double.isNaN(r.exactMatch())) m.put("exact_match", r.exactMatch());
-      metrics.write(m);
-      tb.scalar("eval/loss", step, r.loss());
-      tb.scalar("eval/perplexity", step, r.perplexity());
-      if (!Double.isNaN(r.exactMatch())) tb.scalar("eval/exact_match", step, r.exactMatch());
+      outputs.line(m);
+      outputs.scalar("eval/loss", step, r.loss());
+      outputs.scalar("eval/perplexity", step, r.perplexity());
+      if (!Double.isNaN(r.exactMatch())) outputs.scalar("eval/exact_match", step, r.exactMatch());
       return r;
     }
   }
