@@ -61,6 +61,11 @@ class ParallelPlansTest {
   }
 
   static JobConfig job(String name) throws Exception {
+    return job(name, "");
+  }
+
+  /** The job, with {@code extra} appended (HOCON: its keys win). */
+  static JobConfig job(String name, String extra) throws Exception {
     String text =
         """
         model = "%s"
@@ -73,8 +78,10 @@ class ParallelPlansTest {
         output = "%s"
         seed = 9
         threads = 1
+        %s
         """
-            .formatted(dir.resolve("model"), dir.resolve("train.jsonl"), STEPS, dir.resolve(name));
+            .formatted(
+                dir.resolve("model"), dir.resolve("train.jsonl"), STEPS, dir.resolve(name), extra);
     return JobConfig.parse(text, Path.of(name + ".conf"));
   }
 
@@ -83,24 +90,42 @@ class ParallelPlansTest {
     writeModelAndData(dir);
     JobConfig job = job("single");
     new Trainer(job, new PrintStream(OutputStream.nullOutputStream()), false).run();
-    reference = new ArrayList<>();
-    for (JsonNode n : TrainingJobs.steps(dir.resolve("single/metrics.jsonl"))) {
-      reference.add(n.get("loss").asDouble());
+    reference = losses(dir.resolve("single"));
+    referenceAdapter = adapter(dir.resolve("single"));
+  }
+
+  private static List<Double> losses(Path run) throws Exception {
+    List<Double> out = new ArrayList<>();
+    for (JsonNode n : TrainingJobs.steps(run.resolve("metrics.jsonl"))) {
+      out.add(n.get("loss").asDouble());
     }
-    assertEquals(STEPS, reference.size());
-    try (var adapter = dev.troupe.pipeline.lora.PeftAdapter.open(dir.resolve("single/adapter"))) {
-      referenceAdapter = new java.util.TreeMap<>();
+    assertEquals(STEPS, out.size());
+    return out;
+  }
+
+  private static SortedMap<String, TensorData> adapter(Path run) throws Exception {
+    SortedMap<String, TensorData> out = new java.util.TreeMap<>();
+    try (var adapter = dev.troupe.pipeline.lora.PeftAdapter.open(run.resolve("adapter"))) {
       var w = adapter.weights();
       for (String k : w.names()) {
         ByteBuffer copy = ByteBuffer.allocate(w.data(k).remaining());
         copy.put(w.data(k)).flip();
-        referenceAdapter.put(k, new TensorData(w.info(k).dtype(), w.info(k).shape(), copy));
+        out.put(k, new TensorData(w.info(k).dtype(), w.info(k).shape(), copy));
       }
     }
+    return out;
   }
 
   private static void check(Plan plan) throws Exception {
-    JobConfig job = job("plan");
+    check(plan, job("plan"), reference, referenceAdapter);
+  }
+
+  private static void check(
+      Plan plan,
+      JobConfig job,
+      List<Double> reference,
+      SortedMap<String, TensorData> referenceAdapter)
+      throws Exception {
     List<Double> losses = new ArrayList<>();
     SortedMap<String, TensorData> adapter;
     try (LocalRun run = new LocalRun(job, plan, 1)) {
@@ -163,5 +188,30 @@ class ParallelPlansTest {
   @Test
   void allThree() throws Exception {
     check(Plan.even(2, 2, 2, 4));
+  }
+
+  /**
+   * Dropout on: every rank draws the masks one device draws (each rank thread has its own
+   * generator, seeded per microbatch and layer; a row-parallel shard applies its part of the whole
+   * layer's mask), with and without gradient checkpointing (each layer computed again in the
+   * backward draws the same masks), so the plans give the steps of one device that keeps every
+   * activation.
+   */
+  @Test
+  void dropoutWithAndWithoutGradientCheckpointing() throws Exception {
+    String dropout = "lora.dropout = 0.1\n";
+    new Trainer(
+            job("single-dropout", dropout), new PrintStream(OutputStream.nullOutputStream()), false)
+        .run();
+    List<Double> want = losses(dir.resolve("single-dropout"));
+    SortedMap<String, TensorData> wantAdapter = adapter(dir.resolve("single-dropout"));
+    assertTrue(
+        Math.abs(want.get(STEPS - 1) / reference.get(STEPS - 1) - 1) > 1e-4,
+        "dropout changes the losses: " + want + " vs " + reference);
+    check(Plan.even(2, 2, 2, 4), job("plan-dropout", dropout), want, wantAdapter);
+    JobConfig job = job("plan-gc", dropout + "gradient-checkpointing = true\n");
+    assertTrue(job.gradientCheckpointing());
+    check(new Plan(2, 1, 1, new int[] {0, 1, 4}), job, want, wantAdapter);
+    check(Plan.even(2, 2, 2, 4), job, want, wantAdapter);
   }
 }

@@ -53,8 +53,12 @@ import org.bytedeco.pytorch.global.torch;
  * are summed and divided by the label tokens of the whole global batch, as on one device, so every
  * plan computes the same step up to the order of floating-point sums.
  *
- * <p>Not supported here yet: gradient checkpointing (ignored), the quantization-error check, eval,
- * resuming from a checkpoint.
+ * <p>With {@code gradient-checkpointing = true} a microbatch's forward keeps only each layer's
+ * input (no autograd graph), and its backward computes each layer again, from the top, with the
+ * same dropout seed, as {@link TrainStep} does on one device: the activations a stage holds for the
+ * microbatches in flight shrink to one hidden state per layer.
+ *
+ * <p>Not supported here yet: the quantization-error check, eval, resuming from a checkpoint.
  */
 public final class StageWorker implements AutoCloseable {
   private final JobConfig job;
@@ -230,9 +234,9 @@ public final class StageWorker implements AutoCloseable {
       open[i] = forward(m, step, i, count, mine.get(i), weight, stepSeed, loss);
     for (int i = warm; i < count; i++) {
       open[i] = forward(m, step, i, count, mine.get(i), weight, stepSeed, loss);
-      backward(step, i - warm, open[i - warm], weight);
+      backward(m, step, i - warm, open[i - warm], weight);
     }
-    for (int i = count - warm; i < count; i++) backward(step, i, open[i], weight);
+    for (int i = count - warm; i < count; i++) backward(m, step, i, open[i], weight);
     double squares = reduceGradients(lossScale);
     return new Report(
         step,
@@ -250,8 +254,16 @@ public final class StageWorker implements AutoCloseable {
   /** The tensors of one microbatch between its forward and its backward (owned here). */
   private static final class Micro {
     Tensor input; // received activations (requires grad); null on the first stage
-    Tensor output; // this stage's output
+    Tensor output; // this stage's output; null with gradient checkpointing
     Tensor top; // the last stage's detached output, its gradient filled by the head
+    Tensor[] layerInputs; // with gradient checkpointing: each layer's input, without autograd
+    long stepSeed;
+    int globalMb;
+
+    void close() {
+      for (Tensor t : new Tensor[] {input, output, top}) if (t != null) t.close();
+      if (layerInputs != null) for (Tensor t : layerInputs) if (t != null) t.close();
+    }
   }
 
   private Micro forward(
@@ -265,6 +277,9 @@ public final class StageWorker implements AutoCloseable {
       double[] loss) {
     Micro out = new Micro();
     int globalMb = rank.replica() * count + mb; // the same dropout masks as on one device
+    out.stepSeed = stepSeed;
+    out.globalMb = globalMb;
+    if (job.gradientCheckpointing()) return forwardKeepingInputs(m, step, mb, b, weight, loss, out);
     try (PointerScope scope = new PointerScope()) {
       Tensor h;
       if (stage.hasEmbedding()) {
@@ -293,7 +308,79 @@ public final class StageWorker implements AutoCloseable {
     return out;
   }
 
-  private void backward(long step, int mb, Micro micro, double weight) {
+  /**
+   * The forward of gradient checkpointing: no autograd graph; each layer's input is kept for the
+   * backward, which computes the layer again.
+   */
+  private Micro forwardKeepingInputs(
+      CausalLm m, long step, int mb, Batch b, double weight, double[] loss, Micro out) {
+    out.layerInputs = new Tensor[m.layerCount()];
+    try (PointerScope scope = new PointerScope()) {
+      Tensor h;
+      try (NoGradGuard noGrad = new NoGradGuard()) {
+        h =
+            stage.hasEmbedding()
+                ? m.embed(Torch.fromLongs(b.inputIds(), b.rows(), b.seqLen()))
+                : Torch.handOver(transport.receive(previous(), "act/" + step + "/" + mb));
+        for (int l = 0; l < m.layerCount(); l++) {
+          out.layerInputs[l] = Torch.keep(h);
+          TrainStep.seed(out.stepSeed, out.globalMb, stage.firstLayer() + l);
+          h = m.forwardLayer(l, h, tensorParallel);
+        }
+      }
+      if (stage.hasHead()) {
+        Tensor top = h.detach();
+        top.set_requires_grad(true);
+        Tensor labels = Torch.fromLongs(b.labels(), b.rows(), b.seqLen());
+        loss[0] += TrainStep.headForwardBackward(m, top, labels, weight);
+        out.top = Torch.keep(top);
+      } else {
+        transport.send(next(), "act/" + step + "/" + mb, h);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * The backward of gradient checkpointing: from the top, each layer computed again from its kept
+   * input (same seed, so the same dropout masks) and its backward with the gradient from above; the
+   * gradient of the stage's input goes to the stage before.
+   */
+  private void backwardRecomputing(CausalLm m, long step, int mb, Micro micro) {
+    Tensor grad =
+        stage.hasHead()
+            ? micro.top.grad()
+            : Torch.handOver(transport.receive(next(), "grad/" + step + "/" + mb));
+    boolean owned = false; // grad from a layer below the top is this method's to close
+    for (int l = m.layerCount() - 1; l >= 0; l--) {
+      boolean inputGrad = l > 0 || !stage.hasEmbedding(); // the embedding is frozen
+      Tensor below = null;
+      try (PointerScope layerScope = new PointerScope()) {
+        Tensor x = micro.layerInputs[l].detach();
+        if (inputGrad) x.set_requires_grad(true);
+        TrainStep.seed(micro.stepSeed, micro.globalMb, stage.firstLayer() + l);
+        Tensor y = m.forwardLayer(l, x, tensorParallel);
+        y.backward(grad, new BoolOptional(), false, new TensorArrayRefOptional());
+        // x.grad() is a reference into x, which this scope frees: take a handle of its own
+        if (inputGrad) below = Torch.keep(x.grad().detach());
+      }
+      if (owned) grad.close();
+      grad = below;
+      owned = true;
+    }
+    if (!stage.hasEmbedding()) transport.send(previous(), "grad/" + step + "/" + mb, grad);
+    if (owned && grad != null) grad.close();
+  }
+
+  private void backward(CausalLm m, long step, int mb, Micro micro, double weight) {
+    if (micro.layerInputs != null) {
+      try (PointerScope scope = new PointerScope()) {
+        if (weight > 0) backwardRecomputing(m, step, mb, micro);
+      } finally {
+        micro.close();
+      }
+      return;
+    }
     try (PointerScope scope = new PointerScope()) {
       if (weight > 0) {
         Tensor grad =
@@ -305,7 +392,7 @@ public final class StageWorker implements AutoCloseable {
           transport.send(previous(), "grad/" + step + "/" + mb, micro.input.grad());
       }
     } finally {
-      for (Tensor t : new Tensor[] {micro.input, micro.output, micro.top}) if (t != null) t.close();
+      micro.close();
     }
   }
 

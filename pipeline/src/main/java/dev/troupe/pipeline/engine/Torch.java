@@ -6,6 +6,8 @@ import java.nio.ByteOrder;
 import org.bytedeco.javacpp.BytePointer;
 import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.javacpp.LongPointer;
+import org.bytedeco.pytorch.Generator;
+import org.bytedeco.pytorch.GeneratorOptional;
 import org.bytedeco.pytorch.MemoryFormatOptional;
 import org.bytedeco.pytorch.Scalar;
 import org.bytedeco.pytorch.Tensor;
@@ -49,6 +51,52 @@ public final class Torch {
    * reproducible: that generator is one per process, shared by every thread.
    */
   public static final Object GENERATOR = new Object();
+
+  /**
+   * Each thread's own CPU generator, for the draws of training (dropout masks): ranks of a plan
+   * that train on threads of one process must not share libtorch's default generator, whose draws
+   * would interleave. Held for the thread's life (a few KiB of generator state).
+   */
+  private static final ThreadLocal<GeneratorOptional> THREAD_GENERATOR =
+      ThreadLocal.withInitial(
+          () -> {
+            Generator g = torch.make_generator_cpu();
+            g.retainReference(); // outlives whatever PointerScope is open on first use
+            GeneratorOptional o = new GeneratorOptional(g);
+            o.retainReference();
+            return o;
+          });
+
+  /** Seeds this thread's generator ({@link #dropout} draws from it). */
+  public static void seedThread(long seed) {
+    THREAD_GENERATOR.get().get().set_current_seed(seed);
+  }
+
+  /**
+   * Dropout with probability {@code p} (training), its mask drawn from this thread's generator: the
+   * computation of libtorch's {@code dropout(x, p, true)} on a CPU tensor, so with the same seed it
+   * draws the same mask as that does from the default generator.
+   */
+  public static Tensor dropout(Tensor x, double p) {
+    Tensor noise = torch.empty_like(x).bernoulli_(1 - p, THREAD_GENERATOR.get());
+    noise.div_(scalar(1 - p));
+    return x.mul(noise);
+  }
+
+  /**
+   * Dropout on {@code x}, the slice {@code [start, start + x.size(-1))} of a last dimension of
+   * {@code full} features (a tensor-parallel shard's input): the mask is drawn for all of them and
+   * sliced, so each shard applies its part of the mask the whole layer would draw.
+   */
+  public static Tensor dropout(Tensor x, double p, long start, long full) {
+    long width = x.size(x.dim() - 1);
+    if (start == 0 && full == width) return dropout(x, p);
+    long[] shape = shape(x);
+    shape[shape.length - 1] = full;
+    Tensor all = torch.empty(shape, x.options(), new MemoryFormatOptional());
+    Tensor noise = all.bernoulli_(1 - p, THREAD_GENERATOR.get()).narrow(x.dim() - 1, start, width);
+    return x.mul(noise.div(scalar(1 - p)));
+  }
 
   /** The libtorch scalar type of a safetensors dtype. */
   public static ScalarType scalarType(DType dtype) {

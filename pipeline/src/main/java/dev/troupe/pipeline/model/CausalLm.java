@@ -238,12 +238,16 @@ public final class CausalLm implements AutoCloseable {
       if (local < 0 || local >= layers.size()) continue;
       Linear linear = layers.get(local).linear(e.getKey().target());
       LoraWeights w = e.getValue();
+      linear.dropout(dropout);
       if (shard.isSharded()) {
         linear.attach(shardOf(w, e.getKey().target()), true);
+        if (!e.getKey().target().columnParallel()) {
+          long in = w.a().size(1);
+          linear.dropout(dropout, shard.start(in), in);
+        }
       } else {
         linear.attach(w, false);
       }
-      linear.dropout(dropout);
     }
   }
 
@@ -251,8 +255,8 @@ public final class CausalLm implements AutoCloseable {
    * This shard's part of a whole LoRA pair, as views into it (so gradients reach the whole pair,
    * zero outside the shard's part): B's rows of a column-parallel layer, A's columns of a
    * row-parallel one; the other factor whole. Owned by the layer (closing a view frees only the
-   * view). Dropout on a row-parallel layer's input then draws its mask per shard: not the mask the
-   * whole layer would draw.
+   * view). Dropout on a row-parallel layer's input draws the whole layer's mask and applies this
+   * shard's part of it.
    */
   private LoraWeights shardOf(LoraWeights w, LoraTarget target) {
     Tensor a;

@@ -11,7 +11,6 @@ import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorBase;
 import org.bytedeco.pytorch.TensorTensorHook;
 import org.bytedeco.pytorch.VoidTensorHook;
-import org.bytedeco.pytorch.global.torch;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
 /**
@@ -35,6 +34,9 @@ final class Linear implements AutoCloseable {
   private LoraWeights lora;
   private boolean ownsLora;
   private double dropout;
+  // a row-parallel shard's input: its first feature and the whole layer's count (0: not a shard)
+  private long dropoutStart;
+  private long dropoutFull;
   private java.util.function.Consumer<Tensor> observer;
   private QuantBackward backward;
 
@@ -98,6 +100,18 @@ final class Linear implements AutoCloseable {
   /** Dropout on the adapter input while training; 0 for inference. */
   void dropout(double p) {
     this.dropout = p;
+    this.dropoutStart = 0;
+    this.dropoutFull = 0;
+  }
+
+  /**
+   * Dropout on the adapter input of a row-parallel shard whose input is features {@code [start,
+   * start + n)} of {@code full}: its mask is that part of the whole layer's.
+   */
+  void dropout(double p, long start, long full) {
+    this.dropout = p;
+    this.dropoutStart = start;
+    this.dropoutFull = full;
   }
 
   LoraWeights lora() {
@@ -135,7 +149,12 @@ final class Linear implements AutoCloseable {
         a = a.to(x.scalar_type());
         b = b.to(x.scalar_type());
       }
-      Tensor in = dropout > 0 ? torch.dropout(x, dropout, true) : x;
+      Tensor in =
+          dropout <= 0
+              ? x
+              : dropoutFull > 0
+                  ? Torch.dropout(x, dropout, dropoutStart, dropoutFull)
+                  : Torch.dropout(x, dropout);
       Tensor delta = Kernels.linear(Kernels.linear(in, a, null), b, null);
       // out of place where y carries a gradient hook, in place everywhere else
       y =

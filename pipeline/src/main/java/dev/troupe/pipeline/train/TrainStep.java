@@ -216,8 +216,9 @@ public final class TrainStep {
   }
 
   /**
-   * Seeds libtorch's generator for one layer of one microbatch of a step (global indices: every
-   * plan draws the same dropout masks for the same microbatch and layer).
+   * Seeds this thread's generator ({@link Torch#seedThread}) for one layer of one microbatch of a
+   * step (global indices: every plan draws the same dropout masks for the same microbatch and
+   * layer, whichever thread runs it).
    */
   public static void seed(long stepSeed, int microbatch, int layer) {
     long s =
@@ -225,6 +226,6 @@ public final class TrainStep {
             + microbatch * 0xBF58476D1CE4E5B9L
             + layer * 0x94D049BB133111EBL;
     s ^= s >>> 31;
-    torch.manual_seed(s);
+    Torch.seedThread(s);
   }
 }
