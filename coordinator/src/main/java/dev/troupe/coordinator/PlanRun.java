@@ -14,6 +14,7 @@ import dev.troupe.pipeline.lora.PeftAdapter;
 import dev.troupe.pipeline.metrics.MetricsLog;
 import dev.troupe.pipeline.metrics.TensorBoardWriter;
 import dev.troupe.pipeline.safetensors.TensorData;
+import dev.troupe.pipeline.train.Evaluator;
 import dev.troupe.pipeline.train.LossScaler;
 import dev.troupe.pipeline.train.LrSchedule;
 import dev.troupe.pipeline.train.Replan;
@@ -89,6 +90,7 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
     FIRST_HALF,
     SECOND_HALF,
     COMMITTING,
+    EVALUATING,
     SAVING,
     DONE
   }
@@ -381,6 +383,8 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
         if (answers.size() == plan.worldSize()) {
           answers.clear();
           if (step >= total) return finish();
+          // a fresh run is evaluated before its first step, as on one device
+          if (step == 0 && job.data().eval() != null) return evaluate();
           return go();
         }
       }
@@ -391,6 +395,10 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
       case RankProtocol.Applied a when a.runId().equals(runId) && phase == Phase.SECOND_HALF -> {
         answers.put(a.rank(), a);
         if (answers.size() == plan.worldSize()) return stepDone();
+      }
+      case RankProtocol.Evaluated e when e.runId().equals(runId) && phase == Phase.EVALUATING -> {
+        answers.put(e.rank(), e);
+        if (answers.size() == plan.worldSize()) return evaluated();
       }
       case RankProtocol.State s when s.runId().equals(runId) && phase == Phase.SAVING -> {
         answers.put(s.rank(), s);
@@ -511,6 +519,51 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
       return end(DeviceActor.Outcome.FAILED, "cannot write metrics: " + e.getMessage());
     }
     if (!lostReason.isEmpty()) return end(DeviceActor.Outcome.STOPPED, lostReason);
+    boolean evalDue = step % job.eval().every() == 0 || step >= total;
+    if (job.data().eval() != null && evalDue) return evaluate();
+    return afterStep();
+  }
+
+  /** The eval data through every rank, after {@code step} steps. */
+  private Behavior<Command> evaluate() {
+    phase = Phase.EVALUATING;
+    answers.clear();
+    for (ActorRef<DeviceActor.Command> d : devices) {
+      d.tell(new RankProtocol.Evaluate(runId, step));
+    }
+    return this;
+  }
+
+  /** Every rank's part is in: the eval line and scalars, then the step, a save or the end. */
+  private Behavior<Command> evaluated() {
+    Evaluator.Result r =
+        StageWorker.EvalReport.combine(
+            plan,
+            rank -> {
+              RankProtocol.Evaluated e = (RankProtocol.Evaluated) answers.get(rank);
+              return new StageWorker.EvalReport(e.lossSum(), e.tokens(), e.right(), e.scored());
+            });
+    Map<String, Object> m = new LinkedHashMap<>();
+    m.put("event", "eval");
+    m.put("step", step);
+    m.put("eval_loss", r.loss());
+    m.put("perplexity", r.perplexity());
+    m.put("tokens", r.tokens());
+    if (!Double.isNaN(r.exactMatch())) m.put("exact_match", r.exactMatch());
+    try {
+      metrics.write(m);
+      tb.scalar("eval/loss", step, r.loss());
+      tb.scalar("eval/perplexity", step, r.perplexity());
+      if (!Double.isNaN(r.exactMatch())) tb.scalar("eval/exact_match", step, r.exactMatch());
+    } catch (IOException e) {
+      return end(DeviceActor.Outcome.FAILED, "cannot write metrics: " + e.getMessage());
+    }
+    if (step == 0) return go();
+    return afterStep();
+  }
+
+  /** After a committed step (and its eval): the next step, a save, or the end. */
+  private Behavior<Command> afterStep() {
     boolean end = step >= total;
     boolean due = step % job.checkpoint().every() == 0;
     if (end) return finish();

@@ -240,6 +240,7 @@ public final class DeviceActor {
           case RankProtocol.Kept k -> k.runId();
           case RankProtocol.Keep k -> k.runId();
           case RankProtocol.Recall r -> "";
+          case RankProtocol.Evaluate e -> e.runId();
         };
     if (h.host == null || !h.host.runId().equals(runId)) return Behaviors.same(); // an old run's
     switch (m) {
@@ -255,6 +256,7 @@ public final class DeviceActor {
       case RankProtocol.Prepare p -> {}
       case RankProtocol.Keep k -> {}
       case RankProtocol.Recall r -> {}
+      case RankProtocol.Evaluate e -> h.host.evaluate(e);
     }
     return Behaviors.same();
   }

@@ -149,6 +149,24 @@ final class RankHost {
     kept.add(k.steps());
   }
 
+  void evaluate(RankProtocol.Evaluate e) {
+    run(
+        () -> {
+          StageWorker.EvalReport r = worker.evaluate(e.steps());
+          prepare
+              .driver()
+              .tell(
+                  new RankProtocol.Evaluated(
+                      runId(),
+                      prepare.rank(),
+                      e.steps(),
+                      r.lossSum(),
+                      r.tokens(),
+                      r.right(),
+                      r.scored()));
+        });
+  }
+
   void collect() {
     run(
         () -> {

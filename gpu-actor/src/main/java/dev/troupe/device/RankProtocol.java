@@ -17,7 +17,7 @@ public final class RankProtocol {
 
   /** What a device actor hears as a rank. */
   public sealed interface ToRank extends DeviceActor.Command
-      permits Prepare, Go, Apply, Collect, Exchange, Release, Keep, Kept, Recall {}
+      permits Prepare, Go, Apply, Collect, Exchange, Release, Keep, Kept, Recall, Evaluate {}
 
   /**
    * Takes rank {@code rank} of plan {@code pp × tp × dp} (stage boundaries {@code boundaries}) of
@@ -123,6 +123,12 @@ public final class RankProtocol {
     }
   }
 
+  /**
+   * Evaluates the job's eval data through the stages after {@code steps} steps (every rank at once;
+   * see {@code StageWorker.evaluate}).
+   */
+  public record Evaluate(String runId, long steps) implements ToRank {}
+
   /** Asks for the stage's trainable state (LoRA pairs and AdamW moments). */
   public record Collect(String runId) implements ToRank {}
 
@@ -135,7 +141,7 @@ public final class RankProtocol {
 
   /** What a rank answers its driver. */
   public sealed interface FromRank extends ClusterMessage
-      permits Ready, Half, Applied, State, RankFailed, Copies {}
+      permits Ready, Half, Applied, State, RankFailed, Copies, Evaluated {}
 
   /** The rank is loaded; the job has {@code totalSteps} steps. */
   public record Ready(String runId, int rank, String device, long totalSteps) implements FromRank {}
@@ -164,6 +170,11 @@ public final class RankProtocol {
 
   /** The copies device {@code device} keeps of job {@code jobId}'s state. */
   public record Copies(String jobId, String device, List<Copy> copies) implements FromRank {}
+
+  /** The rank's part of an evaluation after {@code steps} steps (see {@code StageWorker}). */
+  public record Evaluated(
+      String runId, int rank, long steps, double lossSum, long tokens, int right, int scored)
+      implements FromRank {}
 
   /** The rank failed; the run cannot go on. */
   public record RankFailed(String runId, int rank, String reason) implements FromRank {}

@@ -24,19 +24,36 @@ import org.junit.jupiter.api.io.TempDir;
  * The equivalence of plans across real node processes: three {@code troupe node}s on 127.0.0.1 with
  * one, one and two CPU devices, and the same fp32 job (fixed seed, no shuffling, tokens data,
  * dropout 0) submitted with plans 1×1×1, pp=2, tp=2, dp=2 and pp=2 × dp=2. Every plan's per-step
- * losses match the job trained in this JVM on one device within 1e-4 relative, and its adapter
- * within 1e-4 relative (per tensor, in norm). LoRA r=128 makes a stage's trainable state (about 1.5
- * MiB with AdamW's moments) larger than Artery's ordinary 256 KiB frames, so checkpoints gathered
- * across nodes take the large-message lane. pp=2 and dp=2 span two processes (every node's first
- * device sorts before the two-device node's second), tp=2 runs on the two-device node (the planner
- * keeps a stage's shards on one node), pp=2 × dp=2 spans all three.
+ * losses match the job trained in this JVM on one device within 1e-4 relative, its eval losses (at
+ * steps 0, 2 and 4, computed through the plan's stages) within 1e-5, and its adapter within 1e-4
+ * relative (per tensor, in norm). LoRA r=128 makes a stage's trainable state (about 1.5 MiB with
+ * AdamW's moments) larger than Artery's ordinary 256 KiB frames, so checkpoints gathered across
+ * nodes take the large-message lane. pp=2 and dp=2 span two processes (every node's first device
+ * sorts before the two-device node's second), tp=2 runs on the two-device node (the planner keeps a
+ * stage's shards on one node), pp=2 × dp=2 spans all three.
  */
 class DistributedJobsTest {
   @TempDir Path dir;
 
   private Path job(String name, String parallel) throws Exception {
     return TrainingJobs.exactJob(
-        dir, name, "lora { r = 128, alpha = 256 }\ncheckpoint { every = 2 }\nparallel " + parallel);
+        dir,
+        name,
+        "lora { r = 128, alpha = 256 }\ncheckpoint { every = 2 }\nparallel "
+            + parallel
+            + "\ndata.eval = \""
+            + dir.resolve("train.jsonl")
+            + "\"\neval.every = 2");
+  }
+
+  /** The eval losses of a job's metrics.jsonl, in order. */
+  private static List<Double> evalLosses(Path metrics) throws Exception {
+    List<Double> out = new ArrayList<>();
+    for (String line : Files.readAllLines(metrics)) {
+      JsonNode n = new com.fasterxml.jackson.databind.ObjectMapper().readTree(line);
+      if (n.path("event").asText().equals("eval")) out.add(n.get("eval_loss").asDouble());
+    }
+    return out;
   }
 
   private static List<Double> losses(Path metrics) throws Exception {
@@ -68,6 +85,8 @@ class DistributedJobsTest {
     List<Double> reference = losses(dir.resolve("single/metrics.jsonl"));
     Map<String, float[]> referenceAdapter = adapter(dir.resolve("single/adapter"));
     assertEquals(4, reference.size());
+    List<Double> referenceEval = evalLosses(dir.resolve("single/metrics.jsonl"));
+    assertEquals(3, referenceEval.size(), "eval at steps 0, 2 and 4");
 
     List<Integer> ports =
         new ArrayList<>(List.of(Nodes.freePort(), Nodes.freePort(), Nodes.freePort()));
@@ -131,6 +150,13 @@ class DistributedJobsTest {
               Math.abs(got.get(i) - want) <= 1e-4 * Math.abs(want),
               p[0] + ": step " + (i + 1) + " loss " + got.get(i) + " vs one device " + want);
         }
+        List<Double> evals = evalLosses(dir.resolve(p[0] + "/metrics.jsonl"));
+        assertEquals(referenceEval.size(), evals.size(), p[0] + ": eval lines " + evals);
+        for (int i = 0; i < evals.size(); i++) {
+          assertTrue(
+              Math.abs(evals.get(i) / referenceEval.get(i) - 1) <= 1e-5,
+              p[0] + ": eval " + i + " loss " + evals.get(i) + " vs " + referenceEval.get(i));
+        }
         Map<String, float[]> a = adapter(dir.resolve(p[0] + "/adapter"));
         assertEquals(referenceAdapter.keySet(), a.keySet(), p[0] + ": adapter tensors");
         for (String k : a.keySet()) {
@@ -148,9 +174,7 @@ class DistributedJobsTest {
           assertTrue(relative <= 1e-4, p[0] + ": " + k + " differs by " + relative + " relative");
         }
       }
-      JsonNode last =
-          new com.fasterxml.jackson.databind.ObjectMapper()
-              .readTree(Files.readAllLines(dir.resolve("pp2dp2/metrics.jsonl")).getLast());
+      JsonNode last = TrainingJobs.steps(dir.resolve("pp2dp2/metrics.jsonl")).getLast();
       assertTrue(last.path("plan").asText().startsWith("pp=2 tp=1 dp=2"), last.toString());
     } finally {
       for (Nodes.Node n : nodes.reversed()) n.stop();

@@ -154,10 +154,12 @@ class WorkerLossTest {
       assertEquals("copies", replan.path("restored_from").asText(), replan.toString());
       assertTrue(replan.path("new_plan").asText().startsWith("pp=1 tp=1 dp=1"), replan.toString());
       assertTrue(replan.path("cause").asText().contains("left the cluster"), replan.toString());
-      assertEquals(
-          replan.path("committed_step").asLong(),
-          replan.path("resumed_at_step").asLong(),
-          "no committed step is computed again: " + replan);
+      // the committed step, or the one before where the device died between the journal's write
+      // of a step and its own write of that step's line: that step is computed again (its commit
+      // is then only acknowledged), so every step is still written once
+      long c = replan.path("committed_step").asLong();
+      long r = replan.path("resumed_at_step").asLong();
+      assertTrue(r == c || r == c - 1, "at most the unwritten step is computed again: " + replan);
     }
     TrainingJobs.matchesOneDevice(dir.resolve("job"), TrainingJobs.job(dir, "direct", extra), 60);
   }

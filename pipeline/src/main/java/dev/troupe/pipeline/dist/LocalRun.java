@@ -108,6 +108,12 @@ public final class LocalRun implements AutoCloseable {
     return d;
   }
 
+  /** The evaluation on the job's eval data after {@code steps} steps, through every rank. */
+  public dev.troupe.pipeline.train.Evaluator.Result evaluate(long steps) throws Exception {
+    List<StageWorker.EvalReport> reports = onAll(rank -> workers.get(rank).evaluate(steps));
+    return StageWorker.EvalReport.combine(plan, reports::get);
+  }
+
   /** Every rank's report of the last step, in rank order. */
   public List<StageWorker.Report> lastReports() {
     return lastReports;

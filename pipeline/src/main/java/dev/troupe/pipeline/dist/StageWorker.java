@@ -16,6 +16,7 @@ import dev.troupe.pipeline.quant.QuantState;
 import dev.troupe.pipeline.safetensors.DType;
 import dev.troupe.pipeline.safetensors.TensorData;
 import dev.troupe.pipeline.train.AdamW;
+import dev.troupe.pipeline.train.Evaluator;
 import dev.troupe.pipeline.train.TrainStep;
 import dev.troupe.pipeline.train.TrainingSetup;
 import java.io.IOException;
@@ -24,6 +25,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.SortedMap;
 import java.util.TreeMap;
+import java.util.function.IntFunction;
 import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.BoolOptional;
 import org.bytedeco.pytorch.NoGradGuard;
@@ -58,7 +60,9 @@ import org.bytedeco.pytorch.global.torch;
  * same dropout seed, as {@link TrainStep} does on one device: the activations a stage holds for the
  * microbatches in flight shrink to one hidden state per layer.
  *
- * <p>Not supported here yet: the quantization-error check, eval, resuming from a checkpoint.
+ * <p>{@link #evaluate} runs the job's eval data through the stages ({@link PipelineEval}).
+ *
+ * <p>Not supported here yet: the quantization-error check.
  */
 public final class StageWorker implements AutoCloseable {
   private final JobConfig job;
@@ -92,6 +96,34 @@ public final class StageWorker implements AutoCloseable {
       double gradSquares,
       double seconds,
       double waitSeconds) {}
+
+  /**
+   * One rank's part of an evaluation ({@link #evaluate}): the summed eval loss and its label
+   * tokens, and the exact matches among the generations scored; meaningful on the last stage (zeros
+   * elsewhere), the same on every shard of it.
+   */
+  public record EvalReport(double lossSum, long tokens, int right, int scored) {
+    /**
+     * The whole evaluation from every rank's report ({@code byRank}): the last stage's shard 0,
+     * summed over the replicas; {@code examples} counts the generations scored.
+     */
+    public static Evaluator.Result combine(Plan plan, IntFunction<EvalReport> byRank) {
+      double sum = 0;
+      long tokens = 0;
+      int right = 0;
+      int scored = 0;
+      for (int d = 0; d < plan.dp(); d++) {
+        EvalReport r = byRank.apply(plan.rankOf(plan.pp() - 1, 0, d));
+        sum += r.lossSum();
+        tokens += r.tokens();
+        right += r.right();
+        scored += r.scored();
+      }
+      double loss = tokens > 0 ? sum / tokens : Double.NaN;
+      return new Evaluator.Result(
+          loss, Math.exp(loss), tokens, scored == 0 ? Double.NaN : (double) right / scored, scored);
+    }
+  }
 
   public StageWorker(JobConfig job, Plan plan, int rank, Transport transport, PrintStream out)
       throws IOException {
@@ -249,6 +281,28 @@ public final class StageWorker implements AutoCloseable {
         squares,
         (System.nanoTime() - t0) / 1e9,
         waitNanos / 1e9);
+  }
+
+  /**
+   * This rank's part of the evaluation on the job's eval data after {@code steps} steps (with the
+   * model of the phase of the last step done), all ranks at once; an empty report where the job has
+   * no eval data.
+   */
+  public EvalReport evaluate(long steps) throws IOException {
+    if (setup.eval() == null) return new EvalReport(0, 0, 0, 0);
+    CausalLm m = model(phase(Math.max(0, steps - 1)));
+    m.lendLora(lora, 0.0);
+    return new PipelineEval(plan, rank, stage, transport, tensorParallel)
+        .run(
+            m,
+            steps,
+            setup.eval(),
+            job.batch().micro(),
+            job.batch().seqLen(),
+            setup.padId(),
+            setup.tokenizer(),
+            job.eval().maxNewTokens(),
+            setup.eos());
   }
 
   /** The tensors of one microbatch between its forward and its backward (owned here). */
