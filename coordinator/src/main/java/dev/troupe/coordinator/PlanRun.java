@@ -12,6 +12,7 @@ import dev.troupe.pipeline.job.JobConfig;
 import dev.troupe.pipeline.lora.LoraTarget;
 import dev.troupe.pipeline.lora.PeftAdapter;
 import dev.troupe.pipeline.metrics.MetricsLog;
+import dev.troupe.pipeline.metrics.StepOutputs;
 import dev.troupe.pipeline.metrics.TensorBoardWriter;
 import dev.troupe.pipeline.safetensors.TensorData;
 import dev.troupe.pipeline.train.Evaluator;
@@ -543,18 +544,10 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
               RankProtocol.Evaluated e = (RankProtocol.Evaluated) answers.get(rank);
               return new StageWorker.EvalReport(e.lossSum(), e.tokens(), e.right(), e.scored());
             });
-    Map<String, Object> m = new LinkedHashMap<>();
-    m.put("event", "eval");
-    m.put("step", step);
-    m.put("eval_loss", r.loss());
-    m.put("perplexity", r.perplexity());
-    m.put("tokens", r.tokens());
-    if (!Double.isNaN(r.exactMatch())) m.put("exact_match", r.exactMatch());
+    StepOutputs outputs = new StepOutputs();
+    Evaluator.record(r, step, outputs);
     try {
-      metrics.write(m);
-      tb.scalar("eval/loss", step, r.loss());
-      tb.scalar("eval/perplexity", step, r.perplexity());
-      if (!Double.isNaN(r.exactMatch())) tb.scalar("eval/exact_match", step, r.exactMatch());
+      outputs.writeTo(metrics, tb);
     } catch (IOException e) {
       return end(DeviceActor.Outcome.FAILED, "cannot write metrics: " + e.getMessage());
     }

@@ -37,27 +37,30 @@ class ParallelPlansTest {
 
   /** A 4-layer model with 2 kv heads, so that pp up to 4 and tp=2 apply; tokens data. */
   static void writeModelAndData(Path dir) throws Exception {
-    TrainingJobs.writeModelAndData(
-        dir,
-        new ModelConfig(
-            "llama",
-            300,
-            64,
-            96,
-            4,
-            4,
-            2,
-            16,
-            1e-6,
-            10000.0,
-            false,
-            false,
-            false,
-            false,
-            0,
-            128,
-            List.of(2L),
-            1));
+    TrainingJobs.writeModelAndData(dir, config(128));
+  }
+
+  /** That model's config, with room for {@code positions} positions. */
+  static ModelConfig config(int positions) {
+    return new ModelConfig(
+        "llama",
+        300,
+        64,
+        96,
+        4,
+        4,
+        2,
+        16,
+        1e-6,
+        10000.0,
+        false,
+        false,
+        false,
+        false,
+        0,
+        positions,
+        List.of(2L),
+        1);
   }
 
   static JobConfig job(String name) throws Exception {

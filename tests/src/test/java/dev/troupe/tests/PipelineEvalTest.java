@@ -12,7 +12,6 @@ import dev.troupe.pipeline.engine.ComputeDtype;
 import dev.troupe.pipeline.job.JobConfig;
 import dev.troupe.pipeline.model.CausalLm;
 import dev.troupe.pipeline.model.GreedyDecoder;
-import dev.troupe.pipeline.model.ModelConfig;
 import dev.troupe.pipeline.model.ShardSpec;
 import dev.troupe.pipeline.model.StageSpec;
 import dev.troupe.pipeline.train.Evaluator;
@@ -42,27 +41,7 @@ class PipelineEvalTest {
   @Test
   void everyPlanEvaluatesAsOneDeviceDoes() throws Exception {
     // ParallelPlansTest's model, with room for alpaca's prompt template in byte-level tokens
-    TrainingJobs.writeModelAndData(
-        dir,
-        new ModelConfig(
-            "llama",
-            300,
-            64,
-            96,
-            4,
-            4,
-            2,
-            16,
-            1e-6,
-            10000.0,
-            false,
-            false,
-            false,
-            false,
-            0,
-            1024,
-            List.of(2L),
-            1));
+    TrainingJobs.writeModelAndData(dir, ParallelPlansTest.config(1024));
     assertTrue(Files.exists(dir.resolve("model/tokenizer.json")), "the model has a tokenizer");
     writeAlpaca(dir.resolve("alpaca.jsonl"), 16, new Random(4), null);
     writeAlpaca(dir.resolve("eval-draft.jsonl"), 6, new Random(5), null);

@@ -348,18 +348,28 @@ public final class StageWorker implements AutoCloseable {
         TrainStep.seed(stepSeed, globalMb, stage.firstLayer() + l);
         h = m.forwardLayer(l, h, tensorParallel);
       }
-      if (stage.hasHead()) {
-        Tensor top = h.detach();
-        top.set_requires_grad(true);
-        Tensor labels = Torch.fromLongs(b.labels(), b.rows(), b.seqLen());
-        loss[0] += TrainStep.headForwardBackward(m, top, labels, weight);
-        out.top = Torch.keep(top);
-      } else {
-        transport.send(next(), "act/" + step + "/" + mb, h);
-      }
+      headOrNext(m, step, mb, b, h, weight, loss, out);
       out.output = Torch.keep(h);
     }
     return out;
+  }
+
+  /**
+   * The end of a microbatch's forward: on the last stage the head's loss and its backward into a
+   * detached copy of {@code h} (kept in {@code out.top}), elsewhere {@code h} sent to the next
+   * stage.
+   */
+  private void headOrNext(
+      CausalLm m, long step, int mb, Batch b, Tensor h, double weight, double[] loss, Micro out) {
+    if (stage.hasHead()) {
+      Tensor top = h.detach();
+      top.set_requires_grad(true);
+      Tensor labels = Torch.fromLongs(b.labels(), b.rows(), b.seqLen());
+      loss[0] += TrainStep.headForwardBackward(m, top, labels, weight);
+      out.top = Torch.keep(top);
+    } else {
+      transport.send(next(), "act/" + step + "/" + mb, h);
+    }
   }
 
   /**
@@ -382,15 +392,7 @@ public final class StageWorker implements AutoCloseable {
           h = m.forwardLayer(l, h, tensorParallel);
         }
       }
-      if (stage.hasHead()) {
-        Tensor top = h.detach();
-        top.set_requires_grad(true);
-        Tensor labels = Torch.fromLongs(b.labels(), b.rows(), b.seqLen());
-        loss[0] += TrainStep.headForwardBackward(m, top, labels, weight);
-        out.top = Torch.keep(top);
-      } else {
-        transport.send(next(), "act/" + step + "/" + mb, h);
-      }
+      headOrNext(m, step, mb, b, h, weight, loss, out);
     }
     return out;
   }

@@ -4,13 +4,16 @@ import dev.troupe.pipeline.data.Batch;
 import dev.troupe.pipeline.data.Example;
 import dev.troupe.pipeline.data.JsonlDataset;
 import dev.troupe.pipeline.engine.Torch;
+import dev.troupe.pipeline.metrics.StepOutputs;
 import dev.troupe.pipeline.model.AllReduce;
 import dev.troupe.pipeline.model.CausalLm;
 import dev.troupe.pipeline.model.GreedyDecoder;
 import dev.troupe.pipeline.tokenizer.TextTokenizer;
 import java.util.ArrayList;
 import java.util.Collection;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.NoGradGuard;
 import org.bytedeco.pytorch.Tensor;
@@ -29,6 +32,24 @@ public final class Evaluator {
    */
   public record Result(
       double loss, double perplexity, long tokens, double exactMatch, int examples) {}
+
+  /**
+   * The {@code eval} line of metrics.jsonl for {@code r} at {@code step}, and its TensorBoard
+   * scalars ({@code eval/loss}, {@code eval/perplexity}, {@code eval/exact_match} where scored).
+   */
+  public static void record(Result r, long step, StepOutputs outputs) {
+    Map<String, Object> m = new LinkedHashMap<>();
+    m.put("event", "eval");
+    m.put("step", step);
+    m.put("eval_loss", r.loss());
+    m.put("perplexity", r.perplexity());
+    m.put("tokens", r.tokens());
+    if (!Double.isNaN(r.exactMatch())) m.put("exact_match", r.exactMatch());
+    outputs.line(m);
+    outputs.scalar("eval/loss", step, r.loss());
+    outputs.scalar("eval/perplexity", step, r.perplexity());
+    if (!Double.isNaN(r.exactMatch())) outputs.scalar("eval/exact_match", step, r.exactMatch());
+  }
 
   public static Result run(
       CausalLm model,

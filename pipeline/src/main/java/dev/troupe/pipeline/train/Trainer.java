@@ -391,17 +391,7 @@ public final class Trainer {
               s.tokenizer(),
               job.eval().maxNewTokens(),
               s.eos());
-      Map<String, Object> m = new LinkedHashMap<>();
-      m.put("event", "eval");
-      m.put("step", step);
-      m.put("eval_loss", r.loss());
-      m.put("perplexity", r.perplexity());
-      m.put("tokens", r.tokens());
-      if (!Double.isNaN(r.exactMatch())) m.put("exact_match", r.exactMatch());
-      outputs.line(m);
-      outputs.scalar("eval/loss", step, r.loss());
-      outputs.scalar("eval/perplexity", step, r.perplexity());
-      if (!Double.isNaN(r.exactMatch())) outputs.scalar("eval/exact_match", step, r.exactMatch());
+      Evaluator.record(r, step, outputs);
       return r;
     }
   }
