@@ -259,21 +259,6 @@ class PostgresJournalTest {
     long c = replan.path("committed_step").asLong();
     long r = replan.path("resumed_at_step").asLong();
     assertTrue(r == c || r == c - 1, replan.toString());
-    assertNoOversizedMessages();
-  }
-
-  /**
-   * The copies a device answers a recall with are larger than Artery's ordinary frames: they must
-   * go to the recalling device's message adapter on the large-message lane, or they are dropped
-   * (and the new run waits out its recall, then falls back to what it has itself).
-   */
-  private void assertNoOversizedMessages() throws IOException {
-    try (var files = Files.list(dir)) {
-      for (Path err : files.filter(p -> p.toString().endsWith(".err")).toList()) {
-        String text = Files.readString(err);
-        assertTrue(!text.contains("oversized message"), err + ":\n" + text);
-      }
-    }
   }
 
   /** The last replan line of the job's metrics.jsonl, printed. */
@@ -386,7 +371,6 @@ class PostgresJournalTest {
     long c = replan.path("committed_step").asLong();
     long r = replan.path("resumed_at_step").asLong();
     assertTrue(r == c || r == c - 1, replan.toString());
-    assertNoOversizedMessages();
     TrainingJobs.matchesOneDevice(
         dir.resolve("job"),
         TrainingJobs.exactJob(dir, "direct", plain + "parallel { pp = 1 }"),
