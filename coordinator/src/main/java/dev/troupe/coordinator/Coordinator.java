@@ -95,9 +95,9 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
   private Coordinator(
       ActorContext<Command> ctx, int snapshotEvery, java.util.function.LongSupplier clock) {
     // a refused write (another coordinator wrote that sequence number: a stale one that woke up
-    // after a failover, or this one if it was the stale one) restarts it from the journal after 3
-    // s:
-    // a stale node has shut itself down by then, and a live coordinator reads what the other wrote
+    // after a failover, or this one if it was the stale one) restarts it from the journal after
+    // 3 s: a stale node has shut itself down by then, and a live coordinator reads what the other
+    // wrote
     super(
         ID,
         org.apache.pekko.actor.typed.SupervisorStrategy.restartWithBackoff(

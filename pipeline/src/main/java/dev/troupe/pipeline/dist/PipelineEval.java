@@ -78,9 +78,9 @@ final class PipelineEval {
       }
       if (tokenizer != null) {
         for (int i = 0; i < data.size(); i++) {
+          if (i % plan.dp() != rank.replica()) continue; // another replica's example
           String reference = data.reference(i);
           long[] prompt = data.promptIds(i);
-          if (i % plan.dp() != rank.replica()) continue;
           if (reference == null || prompt == null || prompt.length == 0) continue;
           long[] out = generate(m, step, i, prompt, maxNewTokens, eos);
           if (!stage.hasHead()) continue;
