@@ -161,7 +161,7 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
       // steps were committed: look for copies of the state at that step before the checkpoints
       phase = Phase.RECALLING;
       for (ActorRef<DeviceActor.Command> d : this.everyDevice) {
-        d.tell(new RankProtocol.Recall(jobId, self));
+        d.tell(RankProtocol.Recall.toDriver(jobId, self));
       }
       timers.startSingleTimer(new RecallOver(), RECALL_WAIT);
     } else {

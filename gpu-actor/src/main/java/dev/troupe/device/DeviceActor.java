@@ -40,7 +40,7 @@ public final class DeviceActor {
           Committed,
           CoordinatorGone,
           RunFinished,
-          FromPeer,
+          Recalled,
           RankProtocol.ToRank {}
 
   /** Asks for the device's description. */
@@ -107,8 +107,8 @@ public final class DeviceActor {
   /** The training thread ended (internal). */
   record RunFinished(String jobId, Outcome outcome, String reason) implements Command {}
 
-  /** Another device's answer to a whole job's run here: the copies it keeps (internal). */
-  record FromPeer(RankProtocol.FromRank message) implements Command {}
+  /** Another device's answer to {@link RankProtocol.Recall#toDevice}: the copies it keeps. */
+  public record Recalled(RankProtocol.Copies copies) implements Command {}
 
   /** What a device reports about a job it runs. */
   public sealed interface Report extends ClusterMessage permits StepDone, RunEnded {}
@@ -159,9 +159,7 @@ public final class DeviceActor {
     return Behaviors.setup(
         ctx -> {
           ctx.getSystem().receptionist().tell(Receptionist.register(KEY, ctx.getSelf()));
-          ActorRef<RankProtocol.FromRank> peers =
-              ctx.messageAdapter(RankProtocol.FromRank.class, FromPeer::new);
-          return idle(ctx, new Where(device, node, log, terminal, new Hosted(), peers));
+          return idle(ctx, new Where(device, node, log, terminal, new Hosted()));
         });
   }
 
@@ -170,12 +168,7 @@ public final class DeviceActor {
    * of a distributed run it holds.
    */
   private record Where(
-      DeviceInfo device,
-      String node,
-      PrintStream log,
-      boolean terminal,
-      Hosted hosted,
-      ActorRef<RankProtocol.FromRank> peers) {}
+      DeviceInfo device, String node, PrintStream log, boolean terminal, Hosted hosted) {}
 
   /**
    * The rank this device holds for a distributed run, if any, and the copies of trainable state it
@@ -219,8 +212,9 @@ public final class DeviceActor {
     if (m instanceof RankProtocol.Recall r) {
       java.util.List<RankProtocol.Copy> mine =
           r.jobId().equals(h.copiesOf) ? java.util.List.copyOf(h.copies) : java.util.List.of();
-      r.replyTo()
-          .tell(new RankProtocol.Copies(r.jobId(), at.device().id() + "@" + at.node(), mine));
+      var copies = new RankProtocol.Copies(r.jobId(), at.device().id() + "@" + at.node(), mine);
+      if (r.device() != null) r.device().tell(new Recalled(copies));
+      else r.replyTo().tell(copies);
       return Behaviors.same();
     }
     if (m instanceof RankProtocol.Prepare p) {
@@ -268,7 +262,7 @@ public final class DeviceActor {
         .onMessage(RunJob.class, r -> start(ctx, at, r))
         .onMessage(StopJob.class, s -> Behaviors.same())
         .onMessage(RunFinished.class, f -> Behaviors.same())
-        .onMessage(FromPeer.class, f -> Behaviors.same())
+        .onMessage(Recalled.class, f -> Behaviors.same())
         .onMessage(NewBuddy.class, b -> Behaviors.same())
         .onMessage(Committed.class, c -> Behaviors.same())
         .onMessage(CoordinatorGone.class, g -> Behaviors.same())
@@ -281,7 +275,7 @@ public final class DeviceActor {
   }
 
   private static Behavior<Command> start(ActorContext<Command> ctx, Where at, RunJob r) {
-    WholeJobRun run = new WholeJobRun(r, at.device(), ctx.getSelf(), at.peers());
+    WholeJobRun run = new WholeJobRun(r, at.device(), ctx.getSelf());
     Thread t =
         new Thread(
             () -> run.run(at.log(), at.terminal()), "troupe-" + at.device().id() + "-" + r.jobId());
@@ -307,9 +301,9 @@ public final class DeviceActor {
             })
         .onMessage(RankProtocol.ToRank.class, m -> rank(at, m))
         .onMessage(
-            FromPeer.class,
+            Recalled.class,
             f -> {
-              if (f.message() instanceof RankProtocol.Copies c) run.recalled(c);
+              run.recalled(f.copies());
               return Behaviors.same();
             })
         .onMessage(

@@ -74,9 +74,26 @@ public final class RankProtocol {
   public record Kept(String runId, int firstLayer, long steps) implements ToRank {}
 
   /**
-   * Asks for the copies a device keeps of job {@code jobId}'s state; answered with {@link Copies}.
+   * Asks for the copies a device keeps of job {@code jobId}'s state; answered with {@link Copies}
+   * to {@code replyTo} (a plan run's driver), or, where {@code device} is given instead, with
+   * {@link DeviceActor.Recalled} to that device actor (a run of a whole job). Copies are large: the
+   * answer goes to a path on Artery's large-message lane, which a device actor's message adapter is
+   * not (see docs/architecture.md).
    */
-  public record Recall(String jobId, ActorRef<FromRank> replyTo) implements ToRank {}
+  public record Recall(
+      String jobId, ActorRef<FromRank> replyTo, ActorRef<DeviceActor.Command> device)
+      implements ToRank {
+
+    /** A recall answered to a plan run's driver. */
+    public static Recall toDriver(String jobId, ActorRef<FromRank> driver) {
+      return new Recall(jobId, driver, null);
+    }
+
+    /** A recall answered to the device actor that runs a whole job. */
+    public static Recall toDevice(String jobId, ActorRef<DeviceActor.Command> device) {
+      return new Recall(jobId, null, device);
+    }
+  }
 
   /**
    * A copy of the trainable state of some layers after {@code steps} steps: tensors keyed as a

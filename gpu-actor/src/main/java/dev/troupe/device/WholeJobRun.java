@@ -46,7 +46,6 @@ final class WholeJobRun {
   private final DeviceActor.RunJob job;
   private final DeviceInfo device;
   private final ActorRef<DeviceActor.Command> self;
-  private final ActorRef<RankProtocol.FromRank> peers;
   private final AtomicBoolean stop = new AtomicBoolean();
   private final AtomicBoolean replaced = new AtomicBoolean();
   private final BlockingQueue<DeviceActor.Committed> commits = new LinkedBlockingQueue<>();
@@ -54,15 +53,10 @@ final class WholeJobRun {
   private final BlockingQueue<RankProtocol.Copies> recalled = new LinkedBlockingQueue<>();
   private volatile List<ActorRef<DeviceActor.Command>> buddy;
 
-  WholeJobRun(
-      DeviceActor.RunJob job,
-      DeviceInfo device,
-      ActorRef<DeviceActor.Command> self,
-      ActorRef<RankProtocol.FromRank> peers) {
+  WholeJobRun(DeviceActor.RunJob job, DeviceInfo device, ActorRef<DeviceActor.Command> self) {
     this.job = job;
     this.device = device;
     this.self = self;
-    this.peers = peers;
     this.buddy = List.copyOf(job.buddy());
   }
 
@@ -164,7 +158,7 @@ final class WholeJobRun {
       throws InterruptedException, java.io.IOException {
     if (job.committed() <= 0 || job.recallFrom().isEmpty()) return Optional.empty();
     for (ActorRef<DeviceActor.Command> d : job.recallFrom()) {
-      d.tell(new RankProtocol.Recall(job.jobId(), peers));
+      d.tell(RankProtocol.Recall.toDevice(job.jobId(), self));
     }
     List<RankProtocol.Copy> all = new ArrayList<>();
     long until = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(RECALL_WAIT_MS);

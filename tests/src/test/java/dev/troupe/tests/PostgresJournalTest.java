@@ -1,6 +1,7 @@
 package dev.troupe.tests;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
@@ -188,6 +189,22 @@ class PostgresJournalTest {
             System.err));
   }
 
+  /**
+   * No node dropped a message as too large for Artery's ordinary lane (a large message sent to a
+   * path that is not on the large-message lane is logged and lost, and a recall that loses its
+   * answer silently falls back to fewer copies).
+   */
+  private void assertNothingOversized() throws IOException {
+    for (Nodes.Node n : nodes) {
+      String err = Files.readString(n.stderr());
+      assertFalse(
+          err.contains("oversized"),
+          n.name()
+              + " dropped an oversized message: "
+              + err.lines().filter(l -> l.contains("oversized")).findFirst().orElse(""));
+    }
+  }
+
   private void assertEveryStepOnce(int total) throws IOException {
     List<JsonNode> steps = TrainingJobs.steps(dir.resolve("job/metrics.jsonl"));
     assertEquals(total, steps.size(), "every step once");
@@ -256,6 +273,7 @@ class PostgresJournalTest {
     // resumes at the committed step, or at the one before where a was lost between journaling a
     // step and writing its metrics line (that step is computed again)
     assertEquals("copies", replan.path("restored_from").asText(), replan.toString());
+    assertNothingOversized();
     long c = replan.path("committed_step").asLong();
     long r = replan.path("resumed_at_step").asLong();
     assertTrue(r == c || r == c - 1, replan.toString());
@@ -371,6 +389,7 @@ class PostgresJournalTest {
     long c = replan.path("committed_step").asLong();
     long r = replan.path("resumed_at_step").asLong();
     assertTrue(r == c || r == c - 1, replan.toString());
+    assertNothingOversized();
     TrainingJobs.matchesOneDevice(
         dir.resolve("job"),
         TrainingJobs.exactJob(dir, "direct", plain + "parallel { pp = 1 }"),
