@@ -69,6 +69,11 @@ class ParallelPlansTest {
 
   /** The job, with {@code extra} appended (HOCON: its keys win). */
   static JobConfig job(String name, String extra) throws Exception {
+    return job(dir, name, extra);
+  }
+
+  /** The job on the model and data in {@code dir}, its output there too. */
+  static JobConfig job(Path dir, String name, String extra) throws Exception {
     String text =
         """
         model = "%s"

@@ -114,6 +114,20 @@ public final class LocalRun implements AutoCloseable {
     return StageWorker.EvalReport.combine(plan, reports::get);
   }
 
+  /**
+   * The quantization-error check after {@code steps} steps through every rank, decided as the
+   * coordinator's driver decides it, with {@code state} (the driver's; updated).
+   */
+  public dev.troupe.pipeline.train.QuantCheck.Report quantCheck(
+      long steps, dev.troupe.pipeline.quant.QuantState state) throws Exception {
+    List<PipelineQuantCheck.Part> measured = onAll(rank -> workers.get(rank).quantMeasure(steps));
+    var layers = PipelineQuantCheck.decide(plan, measured::get, state, job.quantization().policy());
+    var decided = state.copy();
+    List<PipelineQuantCheck.Part> applied =
+        onAll(rank -> workers.get(rank).quantApply(steps, decided));
+    return PipelineQuantCheck.report(plan, layers, measured::get, applied::get);
+  }
+
   /** Every rank's report of the last step, in rank order. */
   public List<StageWorker.Report> lastReports() {
     return lastReports;

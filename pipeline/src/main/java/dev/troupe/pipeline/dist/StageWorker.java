@@ -12,11 +12,13 @@ import dev.troupe.pipeline.lora.PeftAdapter;
 import dev.troupe.pipeline.model.CausalLm;
 import dev.troupe.pipeline.model.ShardSpec;
 import dev.troupe.pipeline.model.StageSpec;
+import dev.troupe.pipeline.model.WeightReader;
 import dev.troupe.pipeline.quant.QuantState;
 import dev.troupe.pipeline.safetensors.DType;
 import dev.troupe.pipeline.safetensors.TensorData;
 import dev.troupe.pipeline.train.AdamW;
 import dev.troupe.pipeline.train.Evaluator;
+import dev.troupe.pipeline.train.QuantCheck;
 import dev.troupe.pipeline.train.TrainStep;
 import dev.troupe.pipeline.train.TrainingSetup;
 import java.io.IOException;
@@ -60,9 +62,9 @@ import org.bytedeco.pytorch.global.torch;
  * same dropout seed, as {@link TrainStep} does on one device: the activations a stage holds for the
  * microbatches in flight shrink to one hidden state per layer.
  *
- * <p>{@link #evaluate} runs the job's eval data through the stages ({@link PipelineEval}).
- *
- * <p>Not supported here yet: the quantization-error check.
+ * <p>{@link #evaluate} runs the job's eval data through the stages ({@link PipelineEval}); {@link
+ * #quantMeasure} and {@link #quantApply} are a rank's parts of the quantization-error check ({@link
+ * PipelineQuantCheck}).
  */
 public final class StageWorker implements AutoCloseable {
   private final JobConfig job;
@@ -78,7 +80,7 @@ public final class StageWorker implements AutoCloseable {
   private final List<Tensor> params = new ArrayList<>();
   private final AdamW optimizer;
   private final BatchPlan batches;
-  private final QuantState quant;
+  private QuantState quant; // the formats this rank's layers are held in (null: not quantized)
   private final long total;
   private CausalLm model;
   private ComputeDtype dtype;
@@ -303,6 +305,74 @@ public final class StageWorker implements AutoCloseable {
             setup.tokenizer(),
             job.eval().maxNewTokens(),
             setup.eos());
+  }
+
+  /**
+   * This rank's measure of its layers for the quantization-error check after {@code steps} steps
+   * (all ranks at once; see {@link PipelineQuantCheck}).
+   */
+  public PipelineQuantCheck.Part quantMeasure(long steps) throws IOException {
+    CausalLm m = quantModel(steps);
+    return quantCheck()
+        .measure(
+            m,
+            original(),
+            QuantCheck.calibration(job, setup.train(), setup.padId()),
+            job.quantization().policy().fourBit(),
+            steps);
+  }
+
+  /**
+   * Holds this rank's layers as {@code decided} (the driver's state after the check at {@code
+   * steps}), re-quantizing those that changed; with the calibration loss after where any layer of
+   * the model changed.
+   */
+  public PipelineQuantCheck.Part quantApply(long steps, QuantState decided) throws IOException {
+    if (quant == null) throw new IllegalStateException("the job's base is not quantized");
+    CausalLm m = quantModel(steps);
+    PipelineQuantCheck.Part p =
+        quantCheck()
+            .apply(
+                m,
+                original(),
+                QuantCheck.calibration(job, setup.train(), setup.padId()),
+                quant,
+                decided,
+                steps);
+    quant = decided.copy();
+    return p;
+  }
+
+  /** The formats (and calm counts) this rank holds its layers in; null where not quantized. */
+  public QuantState quant() {
+    return quant == null ? null : quant.copy();
+  }
+
+  /**
+   * Holds the layers as {@code state} says from now on (a restored run's), where the job's base is
+   * quantized; ignored otherwise.
+   */
+  public void restoreQuant(QuantState state) {
+    if (quant == null || state == null) return;
+    quant = state.copy();
+    if (model != null) model.close();
+    model = null;
+    dtype = null;
+  }
+
+  private CausalLm quantModel(long steps) throws IOException {
+    if (quant == null) throw new IllegalStateException("the job's base is not quantized");
+    CausalLm m = model(phase(Math.max(0, steps - 1)));
+    m.lendLora(lora, 0.0);
+    return m;
+  }
+
+  private PipelineQuantCheck quantCheck() {
+    return new PipelineQuantCheck(plan, rank, stage, transport, tensorParallel);
+  }
+
+  private WeightReader original() {
+    return new WeightReader(setup.model().weights(), ComputeDtype.FP32);
   }
 
   /** The tensors of one microbatch between its forward and its backward (owned here). */

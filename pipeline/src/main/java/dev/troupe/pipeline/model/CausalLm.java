@@ -183,12 +183,13 @@ public final class CausalLm implements AutoCloseable {
   }
 
   /**
-   * Runs this stage's layers from {@code hidden} and hands every input that linear layer {@code
-   * target} of each layer sees to {@code sink} (layer index, input); for calibration. The inputs
-   * are freed after {@code sink} returns.
+   * Runs this stage's layers from {@code hidden} (tensor-parallel reduces through {@code reduce})
+   * and hands the input every linear layer sees to {@code sink} (layer, input); for calibration.
+   * The inputs are freed after {@code sink} returns. Returns the stage's output, freed with the
+   * caller's innermost open scope.
    */
-  public void captureLinearInputs(
-      Tensor hidden, java.util.function.BiConsumer<LoraKey, Tensor> sink) {
+  public Tensor captureLinearInputs(
+      Tensor hidden, AllReduce reduce, java.util.function.BiConsumer<LoraKey, Tensor> sink) {
     long seq = hidden.size(1);
     Rotary rope = Rotary.of(config, seq, dtype.scalarType());
     Tensor mask = slidingWindowMask(seq);
@@ -202,13 +203,13 @@ public final class CausalLm implements AutoCloseable {
         next =
             Torch.keep(
                 layer.forwardCapturing(
-                    h, rope, mask, (t, x) -> sink.accept(new LoraKey(global, t), x)));
+                    h, rope, mask, reduce, (t, x) -> sink.accept(new LoraKey(global, t), x)));
       }
       if (owned) h.close();
       h = next;
       owned = true;
     }
-    if (owned) h.close();
+    return owned ? Torch.handOver(h) : hidden;
   }
 
   public ModelConfig config() {

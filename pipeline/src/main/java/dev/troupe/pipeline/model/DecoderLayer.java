@@ -40,15 +40,14 @@ final class DecoderLayer implements AutoCloseable {
     return h.add(mlp.forward(mlpInput.mark(postAttentionNorm.forward(h), reduce), reduce));
   }
 
-  /**
-   * {@link #forward} without tensor parallelism, showing each linear layer's input to {@code sink}.
-   */
-  Tensor forwardCapturing(Tensor x, Rotary rope, Tensor mask, BiConsumer<LoraTarget, Tensor> sink) {
+  /** {@link #forward}, showing each linear layer's input to {@code sink}. */
+  Tensor forwardCapturing(
+      Tensor x, Rotary rope, Tensor mask, AllReduce reduce, BiConsumer<LoraTarget, Tensor> sink) {
     try {
       for (LoraTarget t : LoraTarget.values()) {
         linear(t).observe(in -> sink.accept(t, in));
       }
-      return forward(x, rope, mask, AllReduce.NONE);
+      return forward(x, rope, mask, reduce);
     } finally {
       for (LoraTarget t : LoraTarget.values()) {
         linear(t).observe(null);

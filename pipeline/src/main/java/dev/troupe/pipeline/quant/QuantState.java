@@ -34,6 +34,33 @@ public final class QuantState {
     return "layers." + key.layer() + "." + key.target().moduleName();
   }
 
+  /**
+   * The layer a {@link #name} names.
+   *
+   * @throws IllegalArgumentException where {@code name} is not of that form
+   */
+  public static LoraKey key(String name) {
+    String[] parts = name.split("\\.");
+    if (parts.length != 3 || !parts[0].equals("layers")) {
+      throw new IllegalArgumentException("not a layer name: " + name);
+    }
+    LoraTarget target = LoraTarget.fromModuleName(parts[2]);
+    if (target == null) throw new IllegalArgumentException("not a layer name: " + name);
+    try {
+      return new LoraKey(Integer.parseInt(parts[1]), target);
+    } catch (NumberFormatException e) {
+      throw new IllegalArgumentException("not a layer name: " + name, e);
+    }
+  }
+
+  /** A copy of this state (formats and calm counts). */
+  public QuantState copy() {
+    QuantState s = new QuantState();
+    s.formats.putAll(formats);
+    s.calm.putAll(calm);
+    return s;
+  }
+
   public QuantFormat format(LoraKey key) {
     return formats.getOrDefault(key, QuantFormat.NONE);
   }

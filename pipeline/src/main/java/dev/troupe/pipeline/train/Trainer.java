@@ -329,10 +329,7 @@ public final class Trainer {
       long step,
       StepOutputs outputs,
       ProgressReporter progress) {
-    List<Example> rows = new ArrayList<>();
-    int n = Math.min(job.quantization().calibrationSequences(), s.train().size());
-    for (int i = 0; i < n; i++) rows.add(s.train().get(i));
-    Batch calibration = Batch.of(rows, job.batch().seqLen(), s.padId());
+    Batch calibration = QuantCheck.calibration(job, s.train(), s.padId());
     model.lendLora(s.lora().weights(), 0.0);
     QuantCheck.Report r =
         QuantCheck.run(
@@ -341,38 +338,7 @@ public final class Trainer {
             calibration,
             quant,
             job.quantization().policy());
-    List<Map<String, Object>> layers = new ArrayList<>();
-    for (QuantCheck.LayerReport l : r.layers()) {
-      Map<String, Object> m = new LinkedHashMap<>();
-      m.put("name", l.name());
-      m.put("format", l.format().label());
-      m.put("error", l.error());
-      m.put("lower_error", Double.isNaN(l.lowerError()) ? null : l.lowerError());
-      m.put("to", l.to().label());
-      m.put("action", l.action());
-      layers.add(m);
-      outputs.scalar("quant/error/" + l.name(), step, l.error());
-    }
-    Map<String, Object> m = new LinkedHashMap<>();
-    m.put("event", "quant_check");
-    m.put("step", step);
-    m.put("calib_loss", r.lossBefore());
-    m.put("calib_loss_after", r.lossAfter());
-    m.put("calib_loss_delta", r.lossAfter() - r.lossBefore());
-    m.put("frozen_bytes", r.bytesBefore());
-    m.put("frozen_bytes_after", r.bytesAfter());
-    m.put("changes", r.changes());
-    m.put("layers", layers);
-    outputs.line(m);
-    outputs.scalar("quant/changes", step, r.changes());
-    outputs.scalar("quant/frozen_mib", step, r.bytesAfter() / (1024.0 * 1024.0));
-    outputs.scalar("quant/calib_loss_delta", step, r.lossAfter() - r.lossBefore());
-    double worst = r.layers().stream().mapToDouble(QuantCheck.LayerReport::error).max().orElse(0);
-    String line =
-        String.format(
-            "quantization check at step %d: worst layer error %.4f, %d changed, frozen weights"
-                + " %.1f MiB",
-            step, worst, r.changes(), r.bytesAfter() / (1024.0 * 1024.0));
+    String line = QuantCheck.record(r, step, outputs);
     if (progress != null) progress.message(line);
     else out.println(line);
   }
