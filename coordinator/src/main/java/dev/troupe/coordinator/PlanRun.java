@@ -5,6 +5,7 @@ import dev.troupe.device.RankProtocol;
 import dev.troupe.persistence.TensorBytes;
 import dev.troupe.pipeline.checkpoint.Checkpoint;
 import dev.troupe.pipeline.checkpoint.CheckpointStore;
+import dev.troupe.pipeline.dist.PipelineQuantCheck;
 import dev.troupe.pipeline.dist.Plan;
 import dev.troupe.pipeline.dist.StageWorker;
 import dev.troupe.pipeline.dist.StepDecision;
@@ -14,10 +15,12 @@ import dev.troupe.pipeline.lora.PeftAdapter;
 import dev.troupe.pipeline.metrics.MetricsLog;
 import dev.troupe.pipeline.metrics.StepOutputs;
 import dev.troupe.pipeline.metrics.TensorBoardWriter;
+import dev.troupe.pipeline.quant.QuantState;
 import dev.troupe.pipeline.safetensors.TensorData;
 import dev.troupe.pipeline.train.Evaluator;
 import dev.troupe.pipeline.train.LossScaler;
 import dev.troupe.pipeline.train.LrSchedule;
+import dev.troupe.pipeline.train.QuantCheck;
 import dev.troupe.pipeline.train.Replan;
 import dev.troupe.pipeline.train.TrainingState;
 import java.io.IOException;
@@ -92,6 +95,8 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
     SECOND_HALF,
     COMMITTING,
     EVALUATING,
+    QUANT_MEASURING,
+    QUANT_APPLYING,
     SAVING,
     DONE
   }
@@ -126,6 +131,10 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
   private final Map<String, List<RankProtocol.Copy>> recalled = new HashMap<>();
   private String restoredFrom = "";
   private boolean replanReported;
+  private QuantState quant; // the layers' formats and calm counts (null: the base is not quantized)
+  private long quantCheckedAt = -1;
+  private Map<Integer, Object> quantMeasured = Map.of();
+  private List<QuantCheck.LayerReport> quantLayers = List.of();
 
   private PlanRun(
       ActorContext<Command> ctx,
@@ -181,8 +190,9 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
       long step,
       SortedMap<String, TensorData> tensors,
       long optimizerStep,
-      LossScaler scaler) {
-    static final Restore NONE = new Restore("", 0, new TreeMap<>(), 0, null);
+      LossScaler scaler,
+      String quantization) {
+    static final Restore NONE = new Restore("", 0, new TreeMap<>(), 0, null, "");
   }
 
   /** Starts the ranks from {@code restore}, or from the newest checkpoint where it has nothing. */
@@ -190,6 +200,7 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
     phase = Phase.PREPARING;
     long optimizerStep = 0;
     SortedMap<String, TensorData> state = new TreeMap<>();
+    String quantization = "";
     try {
       Files.createDirectories(job.output());
       if (!restore.source().isEmpty()) {
@@ -197,6 +208,7 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
         scaler = restore.scaler();
         optimizerStep = restore.optimizerStep();
         state = restore.tensors();
+        quantization = restore.quantization();
         restoredFrom = restore.source();
       } else {
         Optional<Checkpoint> latest = store.latestValid(m -> getContext().getLog().warn(m));
@@ -206,10 +218,17 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
           scaler = saved.state().scaler();
           optimizerStep = saved.optimizerStep();
           state = saved.tensors();
+          quantization = saved.quantization();
           restoredFrom = "checkpoint";
         } else {
           restoredFrom = "start";
         }
+      }
+      if (job.quantization().enabled()) {
+        quant =
+            quantization.isEmpty()
+                ? QuantState.initial(plan.layers(), job.quantization().base())
+                : QuantState.fromJson(quantization, plan.layers(), restoredFrom + " of " + jobId);
       }
       metrics = MetricsLog.open(job.output().resolve("metrics.jsonl"), step);
       tb = TensorBoardWriter.open(job.output().resolve("tb"));
@@ -256,7 +275,8 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
                   mine,
                   optimizerStep,
                   self,
-                  leader ? Buddies.of(devices.get(r), everyDevice) : List.of()));
+                  leader ? Buddies.of(devices.get(r), everyDevice) : List.of(),
+                  quant == null ? "" : quant.toJson().toString()));
     }
   }
 
@@ -288,7 +308,8 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
               from,
               tensors,
               c.get().optimizerStep(),
-              new LossScaler(c.get().lossScale(), c.get().growthTracker())));
+              new LossScaler(c.get().lossScale(), c.get().growthTracker()),
+              c.get().quantization()));
     } else {
       prepare(Restore.NONE);
     }
@@ -384,9 +405,9 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
         if (answers.size() == plan.worldSize()) {
           answers.clear();
           if (step >= total) return finish();
-          // a fresh run is evaluated before its first step, as on one device
+          // a fresh run is evaluated and checked before its first step, as on one device
           if (step == 0 && job.data().eval() != null) return evaluate();
-          return go();
+          return step == 0 ? onward() : go();
         }
       }
       case RankProtocol.Half h when h.runId().equals(runId) && phase == Phase.FIRST_HALF -> {
@@ -400,6 +421,16 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
       case RankProtocol.Evaluated e when e.runId().equals(runId) && phase == Phase.EVALUATING -> {
         answers.put(e.rank(), e);
         if (answers.size() == plan.worldSize()) return evaluated();
+      }
+      case RankProtocol.QuantMeasured q
+          when q.runId().equals(runId) && phase == Phase.QUANT_MEASURING -> {
+        answers.put(q.rank(), q);
+        if (answers.size() == plan.worldSize()) return quantDecide();
+      }
+      case RankProtocol.QuantApplied q
+          when q.runId().equals(runId) && phase == Phase.QUANT_APPLYING -> {
+        answers.put(q.rank(), q);
+        if (answers.size() == plan.worldSize()) return quantApplied();
       }
       case RankProtocol.State s when s.runId().equals(runId) && phase == Phase.SAVING -> {
         answers.put(s.rank(), s);
@@ -522,7 +553,7 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
     if (!lostReason.isEmpty()) return end(DeviceActor.Outcome.STOPPED, lostReason);
     boolean evalDue = step % job.eval().every() == 0 || step >= total;
     if (job.data().eval() != null && evalDue) return evaluate();
-    return afterStep();
+    return onward();
   }
 
   /** The eval data through every rank, after {@code step} steps. */
@@ -551,8 +582,70 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
     } catch (IOException e) {
       return end(DeviceActor.Outcome.FAILED, "cannot write metrics: " + e.getMessage());
     }
-    if (step == 0) return go();
-    return afterStep();
+    return onward();
+  }
+
+  /**
+   * After a step's commit and eval, or before a fresh run's first step: the quantization-error
+   * check where it is due, then the step, a save or the end.
+   */
+  private Behavior<Command> onward() {
+    long every = job.quantization().checkEvery();
+    if (quant != null && every > 0 && step % every == 0 && quantCheckedAt != step) {
+      phase = Phase.QUANT_MEASURING;
+      answers.clear();
+      for (ActorRef<DeviceActor.Command> d : devices) {
+        d.tell(new RankProtocol.QuantMeasure(runId, step));
+      }
+      return this;
+    }
+    return step == 0 ? go() : afterStep();
+  }
+
+  /** Every rank measured: the policy decides for the whole model, and the ranks apply it. */
+  private Behavior<Command> quantDecide() {
+    quantMeasured = new HashMap<>(answers);
+    quantLayers =
+        PipelineQuantCheck.decide(
+            plan, r -> quantPart(quantMeasured.get(r)), quant, job.quantization().policy());
+    phase = Phase.QUANT_APPLYING;
+    answers.clear();
+    String decided = quant.toJson().toString();
+    for (ActorRef<DeviceActor.Command> d : devices) {
+      d.tell(new RankProtocol.QuantApply(runId, step, decided));
+    }
+    return this;
+  }
+
+  /** Every rank holds the decided formats: the check's line and scalars, then on. */
+  private Behavior<Command> quantApplied() {
+    Map<Integer, Object> applied = new HashMap<>(answers);
+    QuantCheck.Report r =
+        PipelineQuantCheck.report(
+            plan,
+            quantLayers,
+            rank -> quantPart(quantMeasured.get(rank)),
+            rank -> quantPart(applied.get(rank)));
+    StepOutputs outputs = new StepOutputs();
+    String summary = QuantCheck.record(r, step, outputs);
+    try {
+      outputs.writeTo(metrics, tb);
+    } catch (IOException e) {
+      return end(DeviceActor.Outcome.FAILED, "cannot write metrics: " + e.getMessage());
+    }
+    getContext().getLog().info("job {}: {}", jobId, summary);
+    quantCheckedAt = step;
+    return onward();
+  }
+
+  private static PipelineQuantCheck.Part quantPart(Object answer) {
+    return switch (answer) {
+      case RankProtocol.QuantMeasured m ->
+          new PipelineQuantCheck.Part(m.layers(), m.lossSum(), m.tokens(), m.frozenBytes());
+      case RankProtocol.QuantApplied a ->
+          new PipelineQuantCheck.Part(List.of(), a.lossSum(), a.tokens(), a.frozenBytes());
+      default -> throw new IllegalStateException("not a quantization answer: " + answer);
+    };
   }
 
   /** After a committed step (and its eval): the next step, a save, or the end. */
@@ -593,7 +686,14 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
     }
     try {
       TrainingState.save(
-          store, step, scaler, precision(Math.max(0, step - 1)), optimizerStep, adapter, moments);
+          store,
+          step,
+          scaler,
+          precision(Math.max(0, step - 1)),
+          optimizerStep,
+          adapter,
+          moments,
+          quant);
       if (finishing) {
         EnumSet<LoraTarget> targets = EnumSet.noneOf(LoraTarget.class);
         for (String t : job.lora().targets()) targets.add(LoraTarget.fromModuleName(t));

@@ -235,6 +235,8 @@ public final class DeviceActor {
           case RankProtocol.Keep k -> k.runId();
           case RankProtocol.Recall r -> "";
           case RankProtocol.Evaluate e -> e.runId();
+          case RankProtocol.QuantMeasure q -> q.runId();
+          case RankProtocol.QuantApply q -> q.runId();
         };
     if (h.host == null || !h.host.runId().equals(runId)) return Behaviors.same(); // an old run's
     switch (m) {
@@ -251,6 +253,8 @@ public final class DeviceActor {
       case RankProtocol.Keep k -> {}
       case RankProtocol.Recall r -> {}
       case RankProtocol.Evaluate e -> h.host.evaluate(e);
+      case RankProtocol.QuantMeasure q -> h.host.quantMeasure(q);
+      case RankProtocol.QuantApply q -> h.host.quantApply(q);
     }
     return Behaviors.same();
   }

@@ -8,11 +8,13 @@ import dev.troupe.device.RankProtocol.RankFailed;
 import dev.troupe.device.RankProtocol.Ready;
 import dev.troupe.device.RankProtocol.State;
 import dev.troupe.persistence.TensorBytes;
+import dev.troupe.pipeline.dist.PipelineQuantCheck;
 import dev.troupe.pipeline.dist.Plan;
 import dev.troupe.pipeline.dist.StageWorker;
 import dev.troupe.pipeline.dist.Transport;
 import dev.troupe.pipeline.engine.Torch;
 import dev.troupe.pipeline.job.JobConfig;
+import dev.troupe.pipeline.quant.QuantState;
 import dev.troupe.pipeline.safetensors.DType;
 import dev.troupe.pipeline.safetensors.TensorData;
 import java.io.PrintStream;
@@ -44,6 +46,7 @@ final class RankHost {
   private volatile String aborted;
   private final BlockingQueue<Long> kept = new LinkedBlockingQueue<>();
   private StageWorker worker; // touched only on the thread
+  private RankProtocol.Apply lastApply; // the last step's second half (on the thread)
 
   RankHost(Prepare p, DeviceInfo device, PrintStream log) {
     this.prepare = p;
@@ -68,6 +71,7 @@ final class RankHost {
             p.state().forEach((k, v) -> state.put(k, v.toTensorData()));
             worker.restore(state, p.optimizerStep());
           }
+          if (!p.quantization().isEmpty()) worker.restoreQuant(quant(p.quantization(), plan));
           p.driver().tell(new Ready(p.runId(), p.rank(), device.id(), worker.totalSteps()));
         });
   }
@@ -102,6 +106,7 @@ final class RankHost {
     run(
         () -> {
           worker.apply(a.step(), a.clip(), !a.update(), a.lr());
+          lastApply = a;
           if (worker.rank().shard() == 0 && worker.rank().replica() == 0) keepCopies(a);
           prepare.driver().tell(new Applied(runId(), prepare.rank(), a.step()));
         });
@@ -126,7 +131,7 @@ final class RankHost {
             worker.optimizerStep(),
             a.lossScale(),
             a.growthTracker(),
-            "");
+            worker.quant() == null ? "" : worker.quant().toJson().toString());
     ActorRef<DeviceActor.Command> self = prepare.peers().get(prepare.rank());
     self.tell(new RankProtocol.Keep(runId(), prepare.jobId(), copy, java.util.List.of()));
     for (ActorRef<DeviceActor.Command> buddy : prepare.buddy()) {
@@ -165,6 +170,54 @@ final class RankHost {
                       r.right(),
                       r.scored()));
         });
+  }
+
+  void quantMeasure(RankProtocol.QuantMeasure m) {
+    run(
+        () -> {
+          PipelineQuantCheck.Part p = worker.quantMeasure(m.steps());
+          prepare
+              .driver()
+              .tell(
+                  new RankProtocol.QuantMeasured(
+                      runId(),
+                      prepare.rank(),
+                      m.steps(),
+                      new java.util.ArrayList<>(p.layers()),
+                      p.lossSum(),
+                      p.tokens(),
+                      p.frozenBytes()));
+        });
+  }
+
+  /**
+   * Holds the decided formats; a stage's first rank keeps its copies of the step again, with them
+   * (a run restored from the copies holds the layers as decided).
+   */
+  void quantApply(RankProtocol.QuantApply a) {
+    run(
+        () -> {
+          Plan plan = new Plan(prepare.pp(), prepare.tp(), prepare.dp(), prepare.boundaries());
+          PipelineQuantCheck.Part p = worker.quantApply(a.steps(), quant(a.state(), plan));
+          boolean leader = worker.rank().shard() == 0 && worker.rank().replica() == 0;
+          if (leader && lastApply != null && lastApply.step() + 1 == a.steps()) {
+            keepCopies(lastApply);
+          }
+          prepare
+              .driver()
+              .tell(
+                  new RankProtocol.QuantApplied(
+                      runId(),
+                      prepare.rank(),
+                      a.steps(),
+                      p.lossSum(),
+                      p.tokens(),
+                      p.frozenBytes()));
+        });
+  }
+
+  private static QuantState quant(String json, Plan plan) throws java.io.IOException {
+    return QuantState.fromJson(json, plan.layers(), "the driver's quantization state");
   }
 
   void collect() {

@@ -2,6 +2,7 @@ package dev.troupe.device;
 
 import dev.troupe.persistence.ClusterMessage;
 import dev.troupe.persistence.TensorBytes;
+import dev.troupe.pipeline.train.QuantCheck;
 import java.util.List;
 import java.util.Map;
 import org.apache.pekko.actor.typed.ActorRef;
@@ -17,7 +18,18 @@ public final class RankProtocol {
 
   /** What a device actor hears as a rank. */
   public sealed interface ToRank extends DeviceActor.Command
-      permits Prepare, Go, Apply, Collect, Exchange, Release, Keep, Kept, Recall, Evaluate {}
+      permits Prepare,
+          Go,
+          Apply,
+          Collect,
+          Exchange,
+          Release,
+          Keep,
+          Kept,
+          Recall,
+          Evaluate,
+          QuantMeasure,
+          QuantApply {}
 
   /**
    * Takes rank {@code rank} of plan {@code pp × tp × dp} (stage boundaries {@code boundaries}) of
@@ -27,6 +39,8 @@ public final class RankProtocol {
    * @param peers the device actor of every rank, in rank order
    * @param buddy where a stage's first rank sends a copy of its state after every step: a device on
    *     another node (empty where there is none)
+   * @param quantization the formats the layers are held in ({@code QuantState}'s JSON, restored
+   *     with {@code state}; empty for a fresh start, or where the base is not quantized)
    */
   public record Prepare(
       String runId,
@@ -41,7 +55,8 @@ public final class RankProtocol {
       Map<String, TensorBytes> state,
       long optimizerStep,
       ActorRef<FromRank> driver,
-      List<ActorRef<DeviceActor.Command>> buddy)
+      List<ActorRef<DeviceActor.Command>> buddy,
+      String quantization)
       implements ToRank {}
 
   /** Runs the first half of 0-based step {@code step}: forward, backward, gradient sum. */
@@ -146,6 +161,18 @@ public final class RankProtocol {
    */
   public record Evaluate(String runId, long steps) implements ToRank {}
 
+  /**
+   * Measures the rank's layers for the quantization-error check after {@code steps} steps (every
+   * rank at once; see {@code PipelineQuantCheck}); answered with {@link QuantMeasured}.
+   */
+  public record QuantMeasure(String runId, long steps) implements ToRank {}
+
+  /**
+   * Holds the layers as {@code state} ({@code QuantState}'s JSON: the driver's decision after the
+   * check at {@code steps}) says; answered with {@link QuantApplied}.
+   */
+  public record QuantApply(String runId, long steps, String state) implements ToRank {}
+
   /** Asks for the stage's trainable state (LoRA pairs and AdamW moments). */
   public record Collect(String runId) implements ToRank {}
 
@@ -158,7 +185,15 @@ public final class RankProtocol {
 
   /** What a rank answers its driver. */
   public sealed interface FromRank extends ClusterMessage
-      permits Ready, Half, Applied, State, RankFailed, Copies, Evaluated {}
+      permits Ready,
+          Half,
+          Applied,
+          State,
+          RankFailed,
+          Copies,
+          Evaluated,
+          QuantMeasured,
+          QuantApplied {}
 
   /** The rank is loaded; the job has {@code totalSteps} steps. */
   public record Ready(String runId, int rank, String device, long totalSteps) implements FromRank {}
@@ -195,4 +230,24 @@ public final class RankProtocol {
 
   /** The rank failed; the run cannot go on. */
   public record RankFailed(String runId, int rank, String reason) implements FromRank {}
+
+  /**
+   * Rank {@code rank}'s measure for the check after {@code steps} steps: its layers (empty outside
+   * replica 0), the calibration loss summed and its label tokens (replica 0's last stage), the
+   * bytes its frozen weights hold.
+   */
+  public record QuantMeasured(
+      String runId,
+      int rank,
+      long steps,
+      List<QuantCheck.Measure> layers,
+      double lossSum,
+      long tokens,
+      long frozenBytes)
+      implements FromRank {}
+
+  /** Rank {@code rank} holds the decided formats: the calibration loss after, and its bytes. */
+  public record QuantApplied(
+      String runId, int rank, long steps, double lossSum, long tokens, long frozenBytes)
+      implements FromRank {}
 }

@@ -176,4 +176,50 @@ class PipelineQuantCheckTest {
   void tensorParallelShardsMeasureTheirLayersTogether() throws Exception {
     matchesOneDevice(new Plan(2, 2, 1, new int[] {0, 2, 4}), 1, 1);
   }
+
+  private static List<JsonNode> checks(Path metrics) throws Exception {
+    List<JsonNode> out = new ArrayList<>();
+    for (String line : Files.readAllLines(metrics)) {
+      JsonNode n = new ObjectMapper().readTree(line);
+      if ("quant_check".equals(n.path("event").asText())) out.add(n);
+    }
+    return out;
+  }
+
+  /**
+   * {@code troupe train} of a job with a fixed plan runs it through the coordinator's driver and a
+   * device actor per rank: the checks of a pp=2 x tp=2 run are in metrics.jsonl at steps 0, 2 and
+   * 4, the first one device's, and the formats are saved with the checkpoint: a run resumed from it
+   * holds the promoted layers (its check finds INT8, not NF4).
+   */
+  @Test
+  void theDriverChecksAndACheckpointKeepsTheFormats() throws Exception {
+    String quantized = QUANTIZED + "\ncheckpoint.every = 2\n";
+    MixedPrecisionTrainingTest.train(TrainingJobs.exactJob(dir, "one", quantized));
+    List<JsonNode> one = checks(dir.resolve("one/metrics.jsonl"));
+    String plan = "parallel { pp = 2, tp = 2 }\n";
+    MixedPrecisionTrainingTest.train(
+        TrainingJobs.exactJob(dir, "driven", quantized + plan + "steps = 2\n"));
+    MixedPrecisionTrainingTest.train(TrainingJobs.exactJob(dir, "driven", quantized + plan));
+    List<JsonNode> driven = checks(dir.resolve("driven/metrics.jsonl"));
+    assertEquals(List.of(0L, 2L, 4L), driven.stream().map(c -> c.get("step").asLong()).toList());
+    for (int c = 0; c < 3; c++) {
+      JsonNode want = one.get(c);
+      JsonNode got = driven.get(c);
+      assertEquals(want.get("layers").size(), got.get("layers").size());
+      for (int i = 0; i < got.get("layers").size(); i++) {
+        JsonNode w = want.get("layers").get(i);
+        JsonNode g = got.get("layers").get(i);
+        for (String k : List.of("name", "format", "to", "action")) {
+          assertEquals(w.get(k).asText(), g.get(k).asText(), "check " + c + " " + g);
+        }
+        if (c == 0) close(w.get("error").asDouble(), g.get("error").asDouble(), g.toString());
+      }
+    }
+    // the resumed run (from the checkpoint at step 2) held INT8, as decided at step 0
+    for (JsonNode l : driven.get(2).get("layers")) {
+      assertEquals("int8", l.get("format").asText(), l.toString());
+      assertTrue(l.get("error").asDouble() < 0.02, l.toString());
+    }
+  }
 }

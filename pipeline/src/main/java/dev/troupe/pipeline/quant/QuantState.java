@@ -90,6 +90,12 @@ public final class QuantState {
     return json;
   }
 
+  /** Reads {@link #toJson}'s form, as text, for a model of {@code layers} decoder layers. */
+  public static QuantState fromJson(String json, int layers, String where) throws IOException {
+    return fromJson(
+        new com.fasterxml.jackson.databind.ObjectMapper().readTree(json), layers, where);
+  }
+
   /** Reads {@link #toJson}'s form for a model of {@code layers} decoder layers. */
   public static QuantState fromJson(JsonNode json, int layers, String where) throws IOException {
     QuantState s = new QuantState();

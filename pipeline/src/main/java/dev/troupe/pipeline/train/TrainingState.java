@@ -178,7 +178,8 @@ public record TrainingState(long step, LossScaler scaler, String precision, Quan
       String precision,
       long optimizerStep,
       SortedMap<String, TensorData> adapter,
-      SortedMap<String, TensorData> moments)
+      SortedMap<String, TensorData> moments,
+      QuantState quant)
       throws IOException {
     ObjectNode json = new ObjectMapper().createObjectNode();
     json.put("format", 1);
@@ -187,6 +188,7 @@ public record TrainingState(long step, LossScaler scaler, String precision, Quan
     json.put("loss_scale", scaler.scale());
     json.put("growth_tracker", scaler.growthTracker());
     json.put("precision", precision);
+    if (quant != null) json.set("quantization", quant.toJson());
     return store.save(step, Map.of(ADAPTER, adapter, OPTIMIZER, moments), Map.of(STATE, json));
   }
 
@@ -195,7 +197,10 @@ public record TrainingState(long step, LossScaler scaler, String precision, Quan
    * step count, and every tensor of the adapter and the optimizer file (copied out of the files).
    */
   public record Saved(
-      TrainingState state, long optimizerStep, SortedMap<String, TensorData> tensors) {}
+      TrainingState state,
+      long optimizerStep,
+      SortedMap<String, TensorData> tensors,
+      String quantization) {}
 
   /** Reads checkpoint {@code c} whole (see {@link Saved}). */
   public static Saved read(Checkpoint c) throws IOException {
@@ -217,7 +222,8 @@ public record TrainingState(long step, LossScaler scaler, String precision, Quan
             json.path("step").asLong(),
             new LossScaler(json.path("loss_scale").asDouble(), json.path("growth_tracker").asInt()),
             json.path("precision").asText());
-    return new Saved(state, json.path("optimizer_step").asLong(), tensors);
+    String quant = json.has("quantization") ? json.get("quantization").toString() : "";
+    return new Saved(state, json.path("optimizer_step").asLong(), tensors, quant);
   }
 
   private static TensorData f32(Tensor t) {
