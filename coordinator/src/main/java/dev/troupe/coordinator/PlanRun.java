@@ -2,8 +2,6 @@ package dev.troupe.coordinator;
 
 import dev.troupe.device.DeviceActor;
 import dev.troupe.device.RankProtocol;
-import dev.troupe.persistence.TensorBytes;
-import dev.troupe.pipeline.checkpoint.Checkpoint;
 import dev.troupe.pipeline.checkpoint.CheckpointStore;
 import dev.troupe.pipeline.dist.PipelineQuantCheck;
 import dev.troupe.pipeline.dist.Plan;
@@ -32,11 +30,8 @@ import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Optional;
 import java.util.SortedMap;
 import java.util.TreeMap;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
@@ -174,7 +169,7 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
       }
       timers.startSingleTimer(new RecallOver(), RECALL_WAIT);
     } else {
-      prepare(Restore.NONE);
+      prepare(null);
     }
   }
 
@@ -184,52 +179,21 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
   /** The devices had their time to answer (internal). */
   record RecallOver() implements Command {}
 
-  /** Where a run starts from. */
-  private record Restore(
-      String source,
-      long step,
-      SortedMap<String, TensorData> tensors,
-      long optimizerStep,
-      LossScaler scaler,
-      String quantization) {
-    static final Restore NONE = new Restore("", 0, new TreeMap<>(), 0, null, "");
-  }
-
-  /** Starts the ranks from {@code restore}, or from the newest checkpoint where it has nothing. */
-  private void prepare(Restore restore) {
+  /**
+   * Starts the ranks from {@code start}, or from the newest checkpoint (else the start) where it is
+   * null.
+   */
+  private void prepare(RunStart start) {
     phase = Phase.PREPARING;
-    long optimizerStep = 0;
-    SortedMap<String, TensorData> state = new TreeMap<>();
-    String quantization = "";
     try {
       Files.createDirectories(job.output());
-      if (!restore.source().isEmpty()) {
-        step = restore.step();
-        scaler = restore.scaler();
-        optimizerStep = restore.optimizerStep();
-        state = restore.tensors();
-        quantization = restore.quantization();
-        restoredFrom = restore.source();
-      } else {
-        Optional<Checkpoint> latest = store.latestValid(m -> getContext().getLog().warn(m));
-        if (latest.isPresent()) {
-          TrainingState.Saved saved = TrainingState.read(latest.get());
-          step = saved.state().step();
-          scaler = saved.state().scaler();
-          optimizerStep = saved.optimizerStep();
-          state = saved.tensors();
-          quantization = saved.quantization();
-          restoredFrom = "checkpoint";
-        } else {
-          restoredFrom = "start";
-        }
+      if (start == null) {
+        start = RunStart.fromCheckpoint(store, m -> getContext().getLog().warn(m), scaler);
       }
-      if (job.quantization().enabled()) {
-        quant =
-            quantization.isEmpty()
-                ? QuantState.initial(plan.layers(), job.quantization().base())
-                : QuantState.fromJson(quantization, plan.layers(), restoredFrom + " of " + jobId);
-      }
+      step = start.step();
+      scaler = start.scaler();
+      restoredFrom = start.source();
+      quant = start.quant(job, plan.layers());
       metrics = MetricsLog.open(job.output().resolve("metrics.jsonl"), step);
       tb = TensorBoardWriter.open(job.output().resolve("tb"));
     } catch (IOException | RuntimeException e) {
@@ -250,14 +214,6 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
     }
     for (int r = 0; r < plan.worldSize(); r++) {
       int stage = plan.rank(r).stage();
-      Map<String, TensorBytes> mine = new LinkedHashMap<>();
-      state.forEach(
-          (name, t) -> {
-            int layer = layerOf(name);
-            if (layer >= plan.firstLayer(stage) && layer < plan.endLayer(stage)) {
-              mine.put(name, TensorBytes.of(t));
-            }
-          });
       boolean leader = plan.rank(r).shard() == 0 && plan.rank(r).replica() == 0;
       devices
           .get(r)
@@ -272,8 +228,8 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
                   plan.boundaries(),
                   r,
                   this.devices,
-                  mine,
-                  optimizerStep,
+                  start.layers(plan.firstLayer(stage), plan.endLayer(stage)),
+                  start.optimizerStep(),
                   self,
                   leader ? Buddies.of(devices.get(r), everyDevice) : List.of(),
                   quant == null ? "" : quant.toJson().toString()));
@@ -284,35 +240,8 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
     if (phase != Phase.RECALLING) return this;
     List<RankProtocol.Copy> all = new ArrayList<>();
     recalled.values().forEach(all::addAll);
-    // a step is journaled before its metrics line is written: a coordinator lost in between leaves
-    // the journal one step ahead of metrics.jsonl, and that step is computed again from the copies
-    // before it (its commit is then only acknowledged)
-    long from = committed;
-    try {
-      Path file = job.output().resolve("metrics.jsonl");
-      if (committed > 0 && MetricsLog.lossAt(file, committed).isEmpty()) from = committed - 1;
-    } catch (IOException e) {
-      // unreadable: the run's own open of metrics.jsonl reports it
-    }
-    Optional<RankProtocol.Copy> c = RankProtocol.Copy.covering(all, from, plan.layers());
-    if (c.isEmpty() && from != committed) {
-      from = committed; // no copies of the step before: the step's line stays missing
-      c = RankProtocol.Copy.covering(all, from, plan.layers());
-    }
-    if (c.isPresent()) {
-      SortedMap<String, TensorData> tensors = new TreeMap<>();
-      c.get().tensors().forEach((k, v) -> tensors.put(k, v.toTensorData()));
-      prepare(
-          new Restore(
-              "copies",
-              from,
-              tensors,
-              c.get().optimizerStep(),
-              new LossScaler(c.get().lossScale(), c.get().growthTracker()),
-              c.get().quantization()));
-    } else {
-      prepare(Restore.NONE);
-    }
+    Path metricsFile = job.output().resolve("metrics.jsonl");
+    prepare(RunStart.fromCopies(all, committed, metricsFile, plan.layers()).orElse(null));
     return phase == Phase.DONE ? Behaviors.stopped() : this;
   }
 
@@ -360,13 +289,6 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
     return reason.startsWith(LOST) && reason.endsWith(LEFT)
         ? reason.substring(LOST.length(), reason.length() - LEFT.length())
         : null;
-  }
-
-  private static final Pattern LAYER = Pattern.compile("\\.layers\\.(\\d+)\\.");
-
-  private static int layerOf(String name) {
-    Matcher m = LAYER.matcher(name);
-    return m.find() ? Integer.parseInt(m.group(1)) : -1;
   }
 
   @Override

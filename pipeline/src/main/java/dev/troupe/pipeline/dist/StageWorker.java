@@ -8,15 +8,12 @@ import dev.troupe.pipeline.engine.Torch;
 import dev.troupe.pipeline.job.JobConfig;
 import dev.troupe.pipeline.lora.LoraKey;
 import dev.troupe.pipeline.lora.LoraWeights;
-import dev.troupe.pipeline.lora.PeftAdapter;
 import dev.troupe.pipeline.model.CausalLm;
 import dev.troupe.pipeline.model.ShardSpec;
 import dev.troupe.pipeline.model.StageSpec;
 import dev.troupe.pipeline.model.WeightReader;
 import dev.troupe.pipeline.quant.QuantState;
-import dev.troupe.pipeline.safetensors.DType;
 import dev.troupe.pipeline.safetensors.TensorData;
-import dev.troupe.pipeline.train.AdamW;
 import dev.troupe.pipeline.train.Evaluator;
 import dev.troupe.pipeline.train.QuantCheck;
 import dev.troupe.pipeline.train.TrainStep;
@@ -26,7 +23,6 @@ import java.io.PrintStream;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SortedMap;
-import java.util.TreeMap;
 import java.util.function.IntFunction;
 import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.BoolOptional;
@@ -76,9 +72,9 @@ public final class StageWorker implements AutoCloseable {
   private final ShardSpec shard;
   private final Collective tensorParallel;
   private final Collective stageGroup;
-  private final SortedMap<LoraKey, LoraWeights> lora = new TreeMap<>();
-  private final List<Tensor> params = new ArrayList<>();
-  private final AdamW optimizer;
+  private final StageState trainable;
+  private final SortedMap<LoraKey, LoraWeights> lora; // trainable's
+  private final List<Tensor> params; // trainable's, in AdamW's order
   private final BatchPlan batches;
   private QuantState quant; // the formats this rank's layers are held in (null: not quantized)
   private final long total;
@@ -173,19 +169,9 @@ public final class StageWorker implements AutoCloseable {
         for (int t = 0; t < plan.tp(); t++) members.add(plan.rankOf(this.rank.stage(), t, d));
       }
       this.stageGroup = new Collective(transport, "grad" + this.rank.stage(), members, rank);
-      setup
-          .lora()
-          .weights()
-          .forEach(
-              (k, w) -> {
-                if (k.layer() >= stage.firstLayer() && k.layer() < stage.endLayer()) {
-                  lora.put(k, w);
-                  params.add(w.a());
-                  params.add(w.b());
-                }
-              });
-      var o = job.optimizer();
-      this.optimizer = new AdamW(params, o.beta1(), o.beta2(), o.eps(), o.weightDecay());
+      this.trainable = new StageState(setup.lora().weights(), stage, job.optimizer());
+      this.lora = trainable.lora();
+      this.params = trainable.params();
       this.batches = new BatchPlan(setup.train().size(), global, job.data().shuffle(), job.seed());
       this.total = job.totalSteps(setup.train().size());
       this.quant =
@@ -574,7 +560,7 @@ public final class StageWorker implements AutoCloseable {
           grads.add(summed.narrow(0, offset, p.numel()).view(Torch.shape(p)));
           offset += p.numel();
         }
-        optimizer.step(params, grads, lr);
+        trainable.optimizer().step(params, grads, lr);
       }
       for (Tensor p : params) {
         Tensor g = p.grad();
@@ -587,19 +573,7 @@ public final class StageWorker implements AutoCloseable {
 
   /** This stage's LoRA pairs as F32 tensors under their PEFT names. */
   public SortedMap<String, TensorData> adapterTensors() {
-    SortedMap<String, TensorData> out = new TreeMap<>();
-    lora.forEach(
-        (k, w) -> {
-          out.put(PeftAdapter.key(k.layer(), k.target(), 'A'), data(w.a()));
-          out.put(PeftAdapter.key(k.layer(), k.target(), 'B'), data(w.b()));
-        });
-    return out;
-  }
-
-  private static TensorData data(Tensor t) {
-    try (Tensor d = t.detach()) {
-      return new TensorData(DType.F32, Torch.shape(d), Torch.toBytes(d));
-    }
+    return trainable.adapterTensors();
   }
 
   /**
@@ -607,18 +581,12 @@ public final class StageWorker implements AutoCloseable {
    * pairs (PEFT names) and AdamW's moments ({@code exp_avg.NAME}, {@code exp_avg_sq.NAME}).
    */
   public SortedMap<String, TensorData> state() {
-    SortedMap<String, TensorData> out = adapterTensors();
-    List<String> names = names();
-    for (int i = 0; i < names.size(); i++) {
-      out.put("exp_avg." + names.get(i), data(optimizer.expAvg().get(i)));
-      out.put("exp_avg_sq." + names.get(i), data(optimizer.expAvgSq().get(i)));
-    }
-    return out;
+    return trainable.state();
   }
 
   /** AdamW's step count. */
   public long optimizerStep() {
-    return optimizer.stepCount();
+    return trainable.optimizer().stepCount();
   }
 
   /**
@@ -628,50 +596,7 @@ public final class StageWorker implements AutoCloseable {
    * @throws IllegalArgumentException naming the tensor that is missing or has the wrong shape
    */
   public void restore(java.util.Map<String, TensorData> tensors, long optimizerStep) {
-    List<String> names = names();
-    List<Tensor> m = new ArrayList<>();
-    List<Tensor> v = new ArrayList<>();
-    try (NoGradGuard noGrad = new NoGradGuard()) {
-      for (int i = 0; i < names.size(); i++) {
-        Tensor p = params.get(i);
-        try (Tensor t = tensor(tensors, names.get(i), p)) {
-          p.copy_(t);
-        }
-        m.add(tensor(tensors, "exp_avg." + names.get(i), p));
-        v.add(tensor(tensors, "exp_avg_sq." + names.get(i), p));
-      }
-      optimizer.restore(m, v, optimizerStep);
-    } finally {
-      m.forEach(Tensor::close);
-      v.forEach(Tensor::close);
-    }
-  }
-
-  private static Tensor tensor(
-      java.util.Map<String, TensorData> tensors, String name, Tensor like) {
-    TensorData d = tensors.get(name);
-    if (d == null) throw new IllegalArgumentException("checkpoint state has no tensor " + name);
-    if (!java.util.Arrays.equals(d.shape(), Torch.shape(like)) || d.dtype() != DType.F32) {
-      throw new IllegalArgumentException(
-          "checkpoint tensor "
-              + name
-              + " is "
-              + d.dtype()
-              + java.util.Arrays.toString(d.shape())
-              + ", expected F32"
-              + java.util.Arrays.toString(Torch.shape(like)));
-    }
-    return Torch.fromBytes(d.bytes(), DType.F32, d.shape());
-  }
-
-  /** PEFT names of {@link #params}, in order. */
-  private List<String> names() {
-    List<String> out = new ArrayList<>();
-    for (LoraKey k : lora.keySet()) {
-      out.add(PeftAdapter.key(k.layer(), k.target(), 'A'));
-      out.add(PeftAdapter.key(k.layer(), k.target(), 'B'));
-    }
-    return out;
+    trainable.restore(tensors, optimizerStep);
   }
 
   private CausalLm model(ComputeDtype wanted) throws IOException {
@@ -688,7 +613,7 @@ public final class StageWorker implements AutoCloseable {
   public void close() throws IOException {
     if (summed != null) summed.close();
     if (model != null) model.close();
-    optimizer.close();
+    trainable.close();
     setup.close();
   }
 }
