@@ -177,15 +177,6 @@ class PipelineQuantCheckTest {
     matchesOneDevice(new Plan(2, 2, 1, new int[] {0, 2, 4}), 1, 1);
   }
 
-  private static List<JsonNode> checks(Path metrics) throws Exception {
-    List<JsonNode> out = new ArrayList<>();
-    for (String line : Files.readAllLines(metrics)) {
-      JsonNode n = new ObjectMapper().readTree(line);
-      if ("quant_check".equals(n.path("event").asText())) out.add(n);
-    }
-    return out;
-  }
-
   /**
    * {@code troupe train} of a job with a fixed plan runs it through the coordinator's driver and a
    * device actor per rank: the checks of a pp=2 x tp=2 run are in metrics.jsonl at steps 0, 2 and
@@ -196,12 +187,12 @@ class PipelineQuantCheckTest {
   void theDriverChecksAndACheckpointKeepsTheFormats() throws Exception {
     String quantized = QUANTIZED + "\ncheckpoint.every = 2\n";
     MixedPrecisionTrainingTest.train(TrainingJobs.exactJob(dir, "one", quantized));
-    List<JsonNode> one = checks(dir.resolve("one/metrics.jsonl"));
+    List<JsonNode> one = QuantizedTrainingTest.checks(dir.resolve("one/metrics.jsonl"));
     String plan = "parallel { pp = 2, tp = 2 }\n";
     MixedPrecisionTrainingTest.train(
         TrainingJobs.exactJob(dir, "driven", quantized + plan + "steps = 2\n"));
     MixedPrecisionTrainingTest.train(TrainingJobs.exactJob(dir, "driven", quantized + plan));
-    List<JsonNode> driven = checks(dir.resolve("driven/metrics.jsonl"));
+    List<JsonNode> driven = QuantizedTrainingTest.checks(dir.resolve("driven/metrics.jsonl"));
     assertEquals(List.of(0L, 2L, 4L), driven.stream().map(c -> c.get("step").asLong()).toList());
     for (int c = 0; c < 3; c++) {
       JsonNode want = one.get(c);

@@ -33,7 +33,8 @@ class QuantizedTrainingTest {
     TrainingJobs.writeModelAndData(dir);
   }
 
-  private static List<JsonNode> checks(Path metrics) throws Exception {
+  /** The quant_check lines of {@code metrics}, in order. */
+  static List<JsonNode> checks(Path metrics) throws Exception {
     List<JsonNode> out = new ArrayList<>();
     for (String line : Files.readAllLines(metrics)) {
       JsonNode n = new ObjectMapper().readTree(line);
