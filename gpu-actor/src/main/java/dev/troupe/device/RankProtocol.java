@@ -39,8 +39,9 @@ public final class RankProtocol {
    * @param peers the device actor of every rank, in rank order
    * @param buddy where a stage's first rank sends a copy of its state after every step: a device on
    *     another node (empty where there is none)
-   * @param quantization the formats the layers are held in ({@code QuantState}'s JSON, restored
-   *     with {@code state}; empty for a fresh start, or where the base is not quantized)
+   * @param quantization the formats the layers are held in and their calm counts ({@code
+   *     QuantState}'s JSON: the job's base for a fresh start, else as restored with {@code state});
+   *     empty where the base is not quantized
    */
   public record Prepare(
       String runId,
