@@ -476,35 +476,15 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
       return;
     }
     if (!roster.allDescribed(usable)) return; // their descriptions are on the way
-    JobConfig job;
-    ModelConfig model;
-    Planner.Choice choice;
+    PlanGate.Planned<ActorRef<DeviceActor.Command>> planned;
     try {
-      job = JobConfig.parse(running.config(), Path.of(running.name()));
-      if (usable.size() < job.elastic().minDevices()) {
-        planExplanation =
-            "waiting for devices: the job's elastic.min-devices is "
-                + job.elastic().minDevices()
-                + ", "
-                + usable.size()
-                + " usable";
-        return;
+      switch (PlanGate.plan(running.config(), running.name(), usable, roster::offered)) {
+        case PlanGate.Wait<ActorRef<DeviceActor.Command>> w -> {
+          planExplanation = w.why();
+          return;
+        }
+        case PlanGate.Planned<ActorRef<DeviceActor.Command>> p -> planned = p;
       }
-      usable = ScalingPolicy.limit(job.elastic(), usable);
-      model = ModelConfig.read(job.model().resolve("config.json"));
-      List<Planner.Device> offered = roster.offered(usable);
-      if (!job.parallel().auto() && job.parallel().worldSize() > usable.size()) {
-        planExplanation =
-            "waiting for devices: the job asks for "
-                + job.parallel()
-                + " ("
-                + job.parallel().worldSize()
-                + " devices), "
-                + usable.size()
-                + " registered";
-        return;
-      }
-      choice = Planner.plan(Planner.Workload.of(job, model), job.parallel(), offered);
     } catch (java.io.IOException | RuntimeException e) {
       planExplanation = "";
       String reason = "cannot plan: " + firstLine(e);
@@ -518,10 +498,13 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
       dispatchedTo = null;
       return;
     }
+    JobConfig job = planned.job();
+    Planner.Choice choice = planned.choice();
+    usable = planned.usable();
     plan = choice.plan().toString();
     planExplanation = choice.explanation();
     runningConfig = job;
-    runningModel = model;
+    runningModel = planned.model();
     planStepSeconds = choice.stepSeconds();
     plannedAtMillis = clock.getAsLong();
     List<ActorRef<DeviceActor.Command>> chosen = roster.actorsOf(choice.devices(), usable);
