@@ -314,7 +314,6 @@ public final class StageWorker implements AutoCloseable {
    * the model changed.
    */
   public PipelineQuantCheck.Part quantApply(long steps, QuantState decided) throws IOException {
-    if (quant == null) throw new IllegalStateException("the job's base is not quantized");
     CausalLm m = quantModel(steps);
     PipelineQuantCheck.Part p =
         quantCheck()
