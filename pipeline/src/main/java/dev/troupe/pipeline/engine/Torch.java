@@ -148,6 +148,19 @@ public final class Torch {
   }
 
   /**
+   * A handle of its own to {@code t}'s tensor, freed by its {@code close()} alone. {@code keep(new
+   * Tensor(t))} inside an open {@link org.bytedeco.javacpp.PointerScope} is not: the scope holds a
+   * reference too (a scope retains what it attaches, and {@code close()} only releases one
+   * reference), so the tensor would live until that scope closes. Gradient hooks run inside the
+   * trainer's microbatch scope and need this.
+   */
+  public static Tensor own(org.bytedeco.pytorch.TensorBase t) {
+    try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
+      return keep(new Tensor(t));
+    }
+  }
+
+  /**
    * Gives a tensor held with {@link #keep} to the innermost open {@link
    * org.bytedeco.javacpp.PointerScope} (which then frees it), or leaves it to the caller where none
    * is open. Returns the tensor.

@@ -62,6 +62,7 @@ final class TensorParallel {
                 try (PointerScope scope = new PointerScope()) {
                   summed = Torch.keep(new Tensor(grad).clone());
                 }
+                grad.close(); // JavaCPP's copy of the argument (see Linear's hooks)
                 Input.this.reduce.sumInPlace(summed);
                 Tensor previous = LAST.get();
                 if (previous != null) previous.close();
