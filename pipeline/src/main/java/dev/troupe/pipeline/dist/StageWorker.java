@@ -230,6 +230,7 @@ public final class StageWorker implements AutoCloseable {
   public Report forwardBackward(long step, double lossScale) throws IOException {
     long t0 = System.nanoTime();
     waitNanos = 0;
+    CausalLm.releaseUnfinishedBackwards();
     CausalLm m = model(phase(step));
     int[] indices = batches.step(step);
     int micro = job.batch().micro();

@@ -313,6 +313,16 @@ public final class CausalLm implements AutoCloseable {
     return owned ? Torch.handOver(h) : h;
   }
 
+  /**
+   * Frees what forwards on this thread kept for hand-written backward passes ({@code
+   * HookedBackward}: attention, SwiGLU) that never ran (a step without label tokens, an exception
+   * part way). Call between steps, where no autograd graph made on this thread is alive; the
+   * trainers do at the start of each step.
+   */
+  public static void releaseUnfinishedBackwards() {
+    HookedBackward.releaseAll();
+  }
+
   /** Number of decoder layers this stage holds. */
   public int layerCount() {
     return layers.size();

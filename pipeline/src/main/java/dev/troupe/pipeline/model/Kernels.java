@@ -1,6 +1,10 @@
 package dev.troupe.pipeline.model;
 
+import dev.troupe.pipeline.engine.Torch;
+import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.DoubleOptional;
+import org.bytedeco.pytorch.GradMode;
+import org.bytedeco.pytorch.NoGradGuard;
 import org.bytedeco.pytorch.Scalar;
 import org.bytedeco.pytorch.ScalarTypeOptional;
 import org.bytedeco.pytorch.Tensor;
@@ -93,37 +97,129 @@ final class Kernels {
    * the values share a large common part, as a trained model's do (the q and k gradients came out
    * 6-10% wrong in {@code AttentionKernelTest}; 0.16% now). A grouped-query head group shares one
    * product with its key/value head ([b, kv, group * t, d] against [b, kv, d, t]): k and v are
-   * never copied.
+   * never copied. Under autograd the backward computes the probabilities again ({@link
+   * #recomputedAttention}) rather than keeping them.
    */
   private static Tensor explicitFp32Scores(Tensor q, Tensor k, Tensor v, Tensor mask) {
-    long b = q.size(0);
-    long heads = q.size(1);
+    Tensor bias = additiveMask(q, k, mask);
+    boolean grad =
+        GradMode.is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
+    return grad ? recomputedAttention(q, k, v, bias) : scoresThenValues(q, k, v, bias);
+  }
+
+  /**
+   * {@link #scoresThenValues} under autograd with a backward that computes the probabilities again
+   * ({@link #scoresThenValuesBackward}) instead of letting autograd keep them, as flash attention
+   * does: autograd through the spelled-out form keeps per layer the FP32 probabilities [b, heads,
+   * t, s] and FP32 copies of q, k and v (bench-m: 28 MiB a layer); this keeps the bf16 q, k and v
+   * (6 MiB), for one more {@code q k^T} product and softmax in the backward.
+   */
+  static Tensor recomputedAttention(Tensor q, Tensor k, Tensor v, Tensor bias) {
+    Tensor out;
+    try (NoGradGuard noGrad = new NoGradGuard()) {
+      out = scoresThenValues(q, k, v, bias);
+    }
+    return HookedBackward.attach(
+        out,
+        new Tensor[] {q, k, v},
+        new Tensor[] {q, k, v, bias},
+        (s, gradOut, wanted) -> scoresThenValuesBackward(s[0], s[1], s[2], s[3], gradOut, wanted));
+  }
+
+  /**
+   * The mask as an additive FP32 bias [group * t, s] (0 where a query may attend, -inf elsewhere)
+   * that the scores' product starts from: scale, mask and {@code q k^T} in one call.
+   */
+  static Tensor additiveMask(Tensor q, Tensor k, Tensor mask) {
     long t = q.size(2);
-    long d = q.size(3);
-    long kvHeads = k.size(1);
     long s = k.size(2);
-    long group = heads / kvHeads;
+    long group = q.size(1) / k.size(1);
     Tensor hidden =
         mask == null
             ? torch.triu(torch.ones(new long[] {t, s}, new TensorOptions(ScalarType.Bool)), 1)
             : torch.logical_not(mask);
-    // the mask as an additive bias the product starts from: scale, mask and q k^T in one call
     Tensor bias =
         torch
             .zeros(new long[] {t, s}, new TensorOptions(ScalarType.Float))
             .masked_fill(hidden, new Scalar(Double.NEGATIVE_INFINITY));
-    if (group > 1) bias = bias.repeat(group, 1);
+    return group > 1 ? bias.repeat(group, 1) : bias;
+  }
+
+  /** The FP32 probabilities [b * kv, group * t, s] of q over k: the softmax of the scores. */
+  private static Tensor probabilities(Tensor q32, Tensor k32, Tensor bias) {
     Tensor scores =
         torch.baddbmm(
             bias,
-            q.reshape(b * kvHeads, group * t, d).to(ScalarType.Float),
-            k.reshape(b * kvHeads, s, d).to(ScalarType.Float).transpose(1, 2),
+            q32,
+            k32.transpose(1, 2),
             new Scalar(1.0),
-            new Scalar(1.0 / Math.sqrt(d)));
-    Tensor p = torch.softmax(scores, -1, new ScalarTypeOptional());
+            new Scalar(1.0 / Math.sqrt(q32.size(2))));
+    return torch.softmax(scores, -1, new ScalarTypeOptional());
+  }
+
+  /** {@code x} [b, heads, t, d] as FP32 [b * kv, group * t, d]: a head group's rows together. */
+  private static Tensor grouped(Tensor x, long kvHeads) {
+    return x.reshape(x.size(0) * kvHeads, -1, x.size(3)).to(ScalarType.Float);
+  }
+
+  /** The attention's output (bf16) from the bias {@link #additiveMask} made. */
+  static Tensor scoresThenValues(Tensor q, Tensor k, Tensor v, Tensor bias) {
+    long kv = k.size(1);
+    Tensor p = probabilities(grouped(q, kv), grouped(k, kv), bias);
     return torch
-        .bmm(p, v.reshape(b * kvHeads, s, d).to(ScalarType.Float))
+        .bmm(p, grouped(v, kv))
         .to(ScalarType.BFloat16)
-        .view(b, heads, t, d);
+        .view(q.size(0), q.size(1), q.size(2), q.size(3));
+  }
+
+  /**
+   * The gradients of q, k and v (bf16, each in its input's shape, held by the caller) of {@link
+   * #scoresThenValues} for the output gradient {@code gradOut}, the probabilities computed again:
+   * {@code dV = P^T dO}, {@code dP = dO V^T}, {@code dS = P (dP - sum(P dP))}, {@code dQ = dS K /
+   * sqrt(d)}, {@code dK = dS^T Q / sqrt(d)}, all in FP32 as autograd computes them for the
+   * spelled-out form. A gradient not {@code wanted} is null.
+   */
+  static Tensor[] scoresThenValuesBackward(
+      Tensor q, Tensor k, Tensor v, Tensor bias, Tensor gradOut, boolean[] wanted) {
+    Tensor[] grads = new Tensor[3];
+    try (PointerScope scope = new PointerScope()) {
+      long kv = k.size(1);
+      Tensor q32 = grouped(q, kv);
+      Tensor k32 = grouped(k, kv);
+      Tensor dO = grouped(gradOut, kv);
+      Tensor p = probabilities(q32, k32, bias);
+      if (wanted[2])
+        grads[2] =
+            Torch.keep(
+                torch
+                    .bmm(p.transpose(1, 2), dO)
+                    .to(ScalarType.BFloat16)
+                    .view(v.size(0), v.size(1), v.size(2), v.size(3)));
+      if (wanted[0] || wanted[1]) {
+        Tensor dS = torch.bmm(dO, grouped(v, kv).transpose(1, 2));
+        Tensor rowSums = p.mul(dS).sum(new long[] {-1}, true, new ScalarTypeOptional());
+        dS.sub_(rowSums).mul_(p);
+        Scalar scale = new Scalar(1.0 / Math.sqrt(q.size(3)));
+        if (wanted[0]) {
+          grads[0] =
+              Torch.keep(
+                  torch
+                      .bmm(dS, k32)
+                      .mul_(scale)
+                      .to(ScalarType.BFloat16)
+                      .view(q.size(0), q.size(1), q.size(2), q.size(3)));
+        }
+        if (wanted[1]) {
+          grads[1] =
+              Torch.keep(
+                  torch
+                      .bmm(dS.transpose(1, 2), q32)
+                      .mul_(scale)
+                      .to(ScalarType.BFloat16)
+                      .view(k.size(0), k.size(1), k.size(2), k.size(3)));
+        }
+      }
+    }
+    return grads;
   }
 }

@@ -1,5 +1,9 @@
 package dev.troupe.pipeline.model;
 
+import dev.troupe.pipeline.engine.Torch;
+import org.bytedeco.javacpp.PointerScope;
+import org.bytedeco.pytorch.GradMode;
+import org.bytedeco.pytorch.NoGradGuard;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
 
@@ -21,11 +25,38 @@ final class Mlp implements AutoCloseable {
   }
 
   Tensor forward(Tensor x, AllReduce reduce) {
-    Tensor h = torch.silu(gate.forward(x)).mul(up.forward(x));
+    Tensor h = swiglu(gate.forward(x), up.forward(x));
     Tensor out = down.forward(h);
     out = TensorParallel.sum(out, reduce); // tensor-parallel seam
     if (downBias != null) out.add_(downBias);
     return out;
+  }
+
+  /**
+   * {@code silu(g) * u}. Under autograd with a backward of its own that keeps g and u alone:
+   * autograd through the two operations keeps silu(g) as well (bench-m: 5.5 MiB a layer). The
+   * gradients are computed by the operations autograd would run, from silu(g) computed again.
+   */
+  static Tensor swiglu(Tensor g, Tensor u) {
+    if (!GradMode.is_enabled() || !(g.requires_grad() || u.requires_grad())) {
+      return torch.silu(g).mul(u);
+    }
+    Tensor h;
+    try (NoGradGuard noGrad = new NoGradGuard()) {
+      h = torch.silu(g).mul_(u);
+    }
+    return HookedBackward.attach(h, new Tensor[] {g, u}, new Tensor[] {g, u}, Mlp::swigluBackward);
+  }
+
+  private static Tensor[] swigluBackward(Tensor[] saved, Tensor gradOut, boolean[] wanted) {
+    Tensor g = saved[0];
+    Tensor u = saved[1];
+    Tensor[] grads = new Tensor[2];
+    try (PointerScope scope = new PointerScope()) {
+      if (wanted[0]) grads[0] = Torch.keep(torch.silu_backward(gradOut.mul(u), g));
+      if (wanted[1]) grads[1] = Torch.keep(gradOut.mul(torch.silu(g)));
+    }
+    return grads;
   }
 
   Tensor downBias() {

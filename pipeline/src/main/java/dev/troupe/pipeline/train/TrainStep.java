@@ -77,6 +77,7 @@ public final class TrainStep {
       double lossScale,
       long stepSeed,
       boolean checkpointing) {
+    CausalLm.releaseUnfinishedBackwards();
     long tokens = microbatches.stream().mapToLong(Batch::labelTokens).sum();
     double lossSum = 0;
     for (int mb = 0; mb < microbatches.size(); mb++) {

@@ -1,0 +1,179 @@
+package dev.troupe.pipeline.model;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.troupe.pipeline.engine.Natives;
+import org.bytedeco.javacpp.PointerScope;
+import org.bytedeco.pytorch.BoolOptional;
+import org.bytedeco.pytorch.Scalar;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorArrayRefOptional;
+import org.bytedeco.pytorch.global.torch;
+import org.bytedeco.pytorch.global.torch.ScalarType;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/**
+ * Functions with hand-written backward passes ({@link HookedBackward}) against libtorch's autograd
+ * through the same operations: the attention whose backward computes the probabilities again and
+ * the SwiGLU that keeps only its inputs give the same outputs and gradients; each call's gradients
+ * come from its own inputs whatever order the backward passes come in; nothing is kept once the
+ * backward has run or the step is over.
+ */
+class HookedBackwardTest {
+  @BeforeAll
+  static void load() {
+    Natives.ensureLoaded();
+  }
+
+  private static Tensor bf16(long seed, double scale, long... shape) {
+    torch.manual_seed(seed);
+    return torch.randn(shape).mul(new Scalar(scale)).to(ScalarType.BFloat16);
+  }
+
+  private static double relDiff(Tensor a, Tensor b) {
+    Tensor x = a.to(ScalarType.Double);
+    Tensor y = b.to(ScalarType.Double);
+    return torch.linalg_vector_norm(x.sub(y)).item_double()
+        / torch.linalg_vector_norm(y).item_double();
+  }
+
+  /** q, k, v (leaves) and an output gradient for one attention of the given shape. */
+  private record Case(Tensor q, Tensor k, Tensor v, Tensor grad, Tensor bias) {
+    static Case of(long seed, int heads, int kvHeads, boolean[] needsGrad) {
+      long b = 2;
+      long t = 20;
+      long d = 16;
+      Tensor q = bf16(seed, 3.0, b, heads, t, d).requires_grad_(needsGrad[0]);
+      Tensor k = bf16(seed + 1, 1.0, b, kvHeads, t, d).requires_grad_(needsGrad[1]);
+      Tensor v = bf16(seed + 2, 1.0, b, kvHeads, t, d).requires_grad_(needsGrad[2]);
+      Tensor g = bf16(seed + 3, 1.0, b, heads, t, d);
+      return new Case(q, k, v, g, Kernels.additiveMask(q, k, null));
+    }
+
+    void backward(Tensor out) {
+      out.backward(grad, new BoolOptional(), false, new TensorArrayRefOptional());
+    }
+
+    /** The gradients of q, k, v (null where none), cloned, then cleared for the next run. */
+    Tensor[] takeGrads() {
+      Tensor[] grads = new Tensor[3];
+      Tensor[] in = {q, k, v};
+      for (int i = 0; i < 3; i++) {
+        if (in[i].grad().defined()) {
+          grads[i] = in[i].grad().clone();
+          in[i].grad().zero_();
+        }
+      }
+      return grads;
+    }
+  }
+
+  @ParameterizedTest(name = "heads {0}/{1}, gradients of q k v: {2} {3} {4}")
+  @CsvSource({
+    "4, 4, true, true, true",
+    "8, 2, true, true, true",
+    "4, 4, true, false, true",
+    "4, 2, false, true, false"
+  })
+  void matchesAutogradThroughTheSameOperations(
+      int heads, int kvHeads, boolean gq, boolean gk, boolean gv) {
+    try (PointerScope scope = new PointerScope()) {
+      Case c = Case.of(10, heads, kvHeads, new boolean[] {gq, gk, gv});
+      Tensor reference = Kernels.scoresThenValues(c.q, c.k, c.v, c.bias);
+      c.backward(reference);
+      Tensor[] expected = c.takeGrads();
+      Tensor out = Kernels.recomputedAttention(c.q, c.k, c.v, c.bias);
+      assertEquals(0, relDiff(out, reference), 0.0, "output");
+      c.backward(out);
+      Tensor[] actual = c.takeGrads();
+      String[] names = {"q", "k", "v"};
+      boolean[] wanted = {gq, gk, gv};
+      for (int i = 0; i < 3; i++) {
+        assertEquals(wanted[i], actual[i] != null, names[i] + " gradient present");
+        if (!wanted[i]) continue;
+        double err = relDiff(actual[i], expected[i]);
+        System.out.printf(
+            "recomputed attention, heads %d/%d: %s gradient relative difference %.2e%n",
+            heads, kvHeads, names[i], err);
+        // the same FP32 operations, rounded to bf16 once: an element a rounding step apart at most
+        assertTrue(err < 1e-4, names[i] + " gradient: relative difference " + err);
+      }
+    }
+  }
+
+  @ParameterizedTest(name = "gradients of g u: {0} {1}")
+  @CsvSource({"true, true", "true, false", "false, true"})
+  void swigluMatchesAutogradThroughTheSameOperations(boolean gg, boolean gu) {
+    try (PointerScope scope = new PointerScope()) {
+      Tensor g = bf16(50, 2.0, 2, 12, 40).requires_grad_(gg);
+      Tensor u = bf16(51, 1.0, 2, 12, 40).requires_grad_(gu);
+      Tensor dh = bf16(52, 1.0, 2, 12, 40);
+      Tensor reference = torch.silu(g).mul(u);
+      reference.backward(dh, new BoolOptional(), false, new TensorArrayRefOptional());
+      Tensor[] expected = {gg ? g.grad().clone() : null, gu ? u.grad().clone() : null};
+      if (gg) g.grad().zero_();
+      if (gu) u.grad().zero_();
+      Tensor out = Mlp.swiglu(g, u);
+      assertEquals(0, relDiff(out, reference), 0.0, "output");
+      out.backward(dh, new BoolOptional(), false, new TensorArrayRefOptional());
+      Tensor[] in = {g, u};
+      for (int i = 0; i < 2; i++) {
+        if (expected[i] == null) {
+          assertFalse(in[i].grad().defined(), "no gradient for input " + i);
+        } else {
+          // the operations autograd runs, on the same values: identical
+          assertEquals(0, relDiff(in[i].grad(), expected[i]), 0.0, "gradient of input " + i);
+        }
+      }
+    }
+  }
+
+  @Test
+  void eachForwardGetsItsOwnGradientsWhateverTheOrderOfTheBackwards() {
+    try (PointerScope scope = new PointerScope()) {
+      boolean[] all = {true, true, true};
+      Case first = Case.of(20, 4, 2, all);
+      Case second = Case.of(30, 4, 2, all);
+      first.backward(Kernels.recomputedAttention(first.q, first.k, first.v, first.bias));
+      Tensor[] firstAlone = first.takeGrads();
+      second.backward(Kernels.recomputedAttention(second.q, second.k, second.v, second.bias));
+      Tensor[] secondAlone = second.takeGrads();
+      // both forwards first (a pipeline's warm-up), then the backwards, later one first
+      Tensor a = Kernels.recomputedAttention(first.q, first.k, first.v, first.bias);
+      Tensor b = Kernels.recomputedAttention(second.q, second.k, second.v, second.bias);
+      second.backward(b);
+      first.backward(a);
+      Tensor[] firstAfter = first.takeGrads();
+      Tensor[] secondAfter = second.takeGrads();
+      for (int i = 0; i < 3; i++) {
+        assertEquals(0, relDiff(firstAfter[i], firstAlone[i]), 0.0, "first, input " + i);
+        assertEquals(0, relDiff(secondAfter[i], secondAlone[i]), 0.0, "second, input " + i);
+      }
+    }
+  }
+
+  @Test
+  void nothingIsKeptOnceTheBackwardHasRunOrTheStepIsOver() {
+    try (PointerScope scope = new PointerScope()) {
+      HookedBackward.releaseAll();
+      Case c = Case.of(40, 4, 4, new boolean[] {true, true, true});
+      c.backward(Kernels.recomputedAttention(c.q, c.k, c.v, c.bias));
+      assertEquals(1, HookedBackward.open(), "the last forward until the next one");
+      // a forward whose backward never runs, after one whose backward has run
+      Kernels.recomputedAttention(c.q, c.k, c.v, c.bias);
+      assertEquals(1, HookedBackward.open(), "the spent forward was freed by the next");
+      CausalLm.releaseUnfinishedBackwards();
+      assertEquals(0, HookedBackward.open(), "the unfinished one at the end of the step");
+      // no gradient requires no hooks: a plain forward
+      Tensor q = c.q.detach();
+      Tensor out = Kernels.attention(q, c.k.detach(), c.v.detach(), null, false);
+      assertFalse(out.requires_grad());
+      assertEquals(0, HookedBackward.open());
+    }
+  }
+}
