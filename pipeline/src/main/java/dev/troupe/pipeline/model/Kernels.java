@@ -188,13 +188,14 @@ final class Kernels {
       Tensor k32 = grouped(k, kv);
       Tensor dO = grouped(gradOut, kv);
       Tensor p = probabilities(q32, k32, bias);
-      if (wanted[2])
+      if (wanted[2]) {
         grads[2] =
             Torch.keep(
                 torch
                     .bmm(p.transpose(1, 2), dO)
                     .to(ScalarType.BFloat16)
                     .view(v.size(0), v.size(1), v.size(2), v.size(3)));
+      }
       if (wanted[0] || wanted[1]) {
         Tensor dS = torch.bmm(dO, grouped(v, kv).transpose(1, 2));
         Tensor rowSums = p.mul(dS).sum(new long[] {-1}, true, new ScalarTypeOptional());
