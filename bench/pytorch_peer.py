@@ -90,6 +90,21 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 
+def allocator():
+    """The native allocator, as Troupe's bench-run reports it: a preloaded tcmalloc, jemalloc or
+    mimalloc among the mapped libraries (the bench starts this script with Troupe's LD_PRELOAD),
+    else "glibc"; "unknown" where /proc/self/maps is unreadable."""
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                name = line.rstrip("\n").rsplit("/", 1)[-1]
+                if "/" in line and name.startswith(("libtcmalloc", "libjemalloc", "libmimalloc")):
+                    return name
+        return "glibc"
+    except OSError:
+        return "unknown"
+
+
 def log(msg):
     sys.stderr.write("pytorch_peer: %s\n" % msg)
     sys.stderr.flush()
@@ -823,6 +838,7 @@ def run(args):
         "median_step_s": med,
         "step_s": times,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "allocator": allocator(),
         "loss_first": losses[0],
         "loss_last": losses[-1],
         "eval_loss": eval_loss,

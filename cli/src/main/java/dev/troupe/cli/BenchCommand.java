@@ -18,6 +18,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
+import java.util.TreeSet;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -232,6 +233,25 @@ final class BenchCommand implements Main.Command {
     return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
   }
 
+  /**
+   * The allocators the runs reported, per implementation: "troupe libtcmalloc_minimal.so.4, pytorch
+   * libtcmalloc_minimal.so.4". Both run under bin/troupe's LD_PRELOAD, so they match unless a peer
+   * is given that replaces it.
+   */
+  private static String allocators(Map<String, List<JsonNode>> results) {
+    Map<String, Set<String>> byImpl = new LinkedHashMap<>();
+    for (List<JsonNode> rs : results.values()) {
+      for (JsonNode r : rs) {
+        byImpl
+            .computeIfAbsent(r.get("impl").asText(), k -> new TreeSet<>())
+            .add(r.has("allocator") ? r.get("allocator").asText() : "not reported");
+      }
+    }
+    List<String> parts = new ArrayList<>();
+    byImpl.forEach((impl, names) -> parts.add(impl + " " + String.join("/", names)));
+    return String.join(", ", parts);
+  }
+
   private static void table(
       PrintStream out,
       List<BenchMode> modes,
@@ -250,6 +270,7 @@ final class BenchCommand implements Main.Command {
             + ", medians of "
             + rounds
             + " round(s)");
+    out.println("native allocator: " + allocators(results));
     out.printf(
         "%-10s %10s %9s %8s %9s %10s%s%n",
         "mode",
