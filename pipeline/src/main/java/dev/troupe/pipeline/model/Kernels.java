@@ -148,12 +148,7 @@ final class Kernels {
   /** The FP32 probabilities [b * kv, group * t, s] of q over k: the softmax of the scores. */
   private static Tensor probabilities(Tensor q32, Tensor k32, Tensor bias) {
     Tensor scores =
-        torch.baddbmm(
-            bias,
-            q32,
-            k32.transpose(1, 2),
-            new Scalar(1.0),
-            new Scalar(1.0 / Math.sqrt(q32.size(2))));
+        BatchProducts.baddbmm(bias, q32, k32.transpose(1, 2), 1.0 / Math.sqrt(q32.size(2)));
     return torch.softmax(scores, -1, new ScalarTypeOptional());
   }
 
@@ -166,8 +161,7 @@ final class Kernels {
   static Tensor scoresThenValues(Tensor q, Tensor k, Tensor v, Tensor bias) {
     long kv = k.size(1);
     Tensor p = probabilities(grouped(q, kv), grouped(k, kv), bias);
-    return torch
-        .bmm(p, grouped(v, kv))
+    return BatchProducts.bmm(p, grouped(v, kv))
         .to(ScalarType.BFloat16)
         .view(q.size(0), q.size(1), q.size(2), q.size(3));
   }
@@ -191,21 +185,19 @@ final class Kernels {
       if (wanted[2]) {
         grads[2] =
             Torch.keep(
-                torch
-                    .bmm(p.transpose(1, 2), dO)
+                BatchProducts.bmm(p.transpose(1, 2), dO)
                     .to(ScalarType.BFloat16)
                     .view(v.size(0), v.size(1), v.size(2), v.size(3)));
       }
       if (wanted[0] || wanted[1]) {
-        Tensor dS = torch.bmm(dO, grouped(v, kv).transpose(1, 2));
+        Tensor dS = BatchProducts.bmm(dO, grouped(v, kv).transpose(1, 2));
         Tensor rowSums = p.mul(dS).sum(new long[] {-1}, true, new ScalarTypeOptional());
         dS.sub_(rowSums).mul_(p);
         Scalar scale = new Scalar(1.0 / Math.sqrt(q.size(3)));
         if (wanted[0]) {
           grads[0] =
               Torch.keep(
-                  torch
-                      .bmm(dS, k32)
+                  BatchProducts.bmm(dS, k32)
                       .mul_(scale)
                       .to(ScalarType.BFloat16)
                       .view(q.size(0), q.size(1), q.size(2), q.size(3)));
@@ -213,8 +205,7 @@ final class Kernels {
         if (wanted[1]) {
           grads[1] =
               Torch.keep(
-                  torch
-                      .bmm(dS.transpose(1, 2), q32)
+                  BatchProducts.bmm(dS.transpose(1, 2), q32)
                       .mul_(scale)
                       .to(ScalarType.BFloat16)
                       .view(k.size(0), k.size(1), k.size(2), k.size(3)));
