@@ -7,6 +7,7 @@ import dev.troupe.pipeline.lora.LoraTarget;
 import dev.troupe.pipeline.lora.LoraWeights;
 import dev.troupe.pipeline.lora.PeftAdapter;
 import dev.troupe.pipeline.quant.QuantFormat;
+import dev.troupe.pipeline.quant.QuantizedTensor;
 import dev.troupe.pipeline.safetensors.TensorSource;
 import java.util.ArrayList;
 import java.util.List;
@@ -30,6 +31,7 @@ public final class CausalLm implements AutoCloseable {
   private final StageSpec stage;
   private final ShardSpec shard;
   private final Tensor embedding;
+  private final QuantizedTensor embeddingCodes; // instead of embedding, where it is held INT8
   private final List<DecoderLayer> layers;
   private final RmsNorm finalNorm;
   private final Tensor head;
@@ -40,6 +42,7 @@ public final class CausalLm implements AutoCloseable {
       StageSpec stage,
       ShardSpec shard,
       Tensor embedding,
+      QuantizedTensor embeddingCodes,
       List<DecoderLayer> layers,
       RmsNorm finalNorm,
       Tensor head) {
@@ -48,6 +51,7 @@ public final class CausalLm implements AutoCloseable {
     this.stage = stage;
     this.shard = shard;
     this.embedding = embedding;
+    this.embeddingCodes = embeddingCodes;
     this.layers = layers;
     this.finalNorm = finalNorm;
     this.head = head;
@@ -93,7 +97,8 @@ public final class CausalLm implements AutoCloseable {
 
   /**
    * Loads one stage and shard with the frozen weight of each decoder linear layer held as {@code
-   * quantization} says ({@code null}: none quantized). Embedding, norms and head stay in {@code
+   * quantization} says ({@code null}: none quantized). Where any layer starts quantized, an
+   * embedding that is not tied to the head is held INT8 (per row); norms and head stay in {@code
    * dtype}.
    */
   public static CausalLm load(
@@ -115,6 +120,9 @@ public final class CausalLm implements AutoCloseable {
    * head (once where tied). Needs dense weights; an adapter is not trained alongside.
    */
   public List<Tensor> trainAllWeights() {
+    if (embeddingCodes != null) {
+      throw new IllegalStateException("full fine-tuning needs a dense embedding, not INT8 codes");
+    }
     List<Tensor> params = new ArrayList<>();
     if (embedding != null) params.add(embedding);
     for (DecoderLayer layer : layers) {
@@ -142,6 +150,7 @@ public final class CausalLm implements AutoCloseable {
       for (LoraTarget t : LoraTarget.values()) bytes += layer.linear(t).weightBytes();
     }
     if (embedding != null) bytes += embedding.nbytes();
+    if (embeddingCodes != null) bytes += embeddingCodes.bytes();
     if (head != null && head != embedding) bytes += head.nbytes();
     return bytes;
   }
@@ -286,6 +295,7 @@ public final class CausalLm implements AutoCloseable {
 
   /** Token ids [batch, seq] (int64) to hidden states [batch, seq, hidden]; first stage only. */
   public Tensor embed(Tensor ids) {
+    if (embeddingCodes != null) return embeddingCodes.rows(ids, dtype.scalarType());
     if (embedding == null) throw new IllegalStateException("this stage holds no embedding");
     return torch.embedding(embedding, ids);
   }
@@ -391,6 +401,7 @@ public final class CausalLm implements AutoCloseable {
   @Override
   public void close() {
     if (embedding != null) embedding.close();
+    if (embeddingCodes != null) embeddingCodes.close();
     layers.forEach(DecoderLayer::close);
     if (finalNorm != null) finalNorm.close();
     if (head != null && head != embedding) head.close();

@@ -55,7 +55,16 @@ final class ModelLoader {
     List<AutoCloseable> made = new ArrayList<>();
     try {
       Tensor embedding = null;
-      if (stage.hasEmbedding()) {
+      QuantizedTensor embeddingCodes = null;
+      if (stage.hasEmbedding() && int8Embedding()) {
+        try (PointerScope scope = new PointerScope()) {
+          embeddingCodes =
+              QuantizedTensor.quantize(
+                  fp32Reader.read("model.embed_tokens.weight", c.vocabSize(), c.hiddenSize()),
+                  QuantFormat.INT8);
+        }
+        made.add(embeddingCodes);
+      } else if (stage.hasEmbedding()) {
         embedding =
             keep(reader.read("model.embed_tokens.weight", c.vocabSize(), c.hiddenSize()), made);
       }
@@ -83,7 +92,7 @@ final class ModelLoader {
       // Loading freed many large temporaries (file reads, FP32 copies for quantization); give
       // the pages glibc keeps for reuse back to the system before training allocates its own.
       org.bytedeco.javacpp.Pointer.trimMemory();
-      return new CausalLm(c, dtype, stage, shard, embedding, layers, norm, head);
+      return new CausalLm(c, dtype, stage, shard, embedding, embeddingCodes, layers, norm, head);
     } catch (ModelFormatException | RuntimeException e) {
       for (AutoCloseable m : made) {
         try {
@@ -180,6 +189,21 @@ final class ModelLoader {
       Tensor dense = fp32Reader.slice(name + ".weight", shape, dim, start, len);
       return new Linear(QuantizedTensor.quantize(dense, format), bias);
     }
+  }
+
+  /**
+   * Whether the embedding is held as INT8 codes (per row, absmax): where any decoder linear layer
+   * starts quantized, unless the embedding is also the head (a tied head multiplies by the whole
+   * matrix, so it stays dense in the compute dtype). A lookup dequantizes only the rows it reads.
+   */
+  private boolean int8Embedding() {
+    if (c.tieWordEmbeddings()) return false;
+    for (int i = 0; i < c.numLayers(); i++) {
+      for (LoraTarget t : LoraTarget.values()) {
+        if (quantization.apply(new LoraKey(i, t)) != QuantFormat.NONE) return true;
+      }
+    }
+    return false;
   }
 
   private static Tensor keep(Tensor t, List<AutoCloseable> made) {

@@ -211,6 +211,31 @@ public final class QuantizedTensor implements AutoCloseable {
     return Torch.handOver(out);
   }
 
+  /**
+   * Rows {@code ids} (int64, any shape) dequantized into a new tensor [ids..., cols] in {@code
+   * dtype}: the lookup of an INT8 embedding, which dequantizes only the rows it is asked for. The
+   * values are those of {@link #dequantize} at those rows. Freed like {@link #dequantize}'s result.
+   *
+   * @throws IllegalStateException for a format other than INT8
+   */
+  public Tensor rows(Tensor ids, ScalarType dtype) {
+    if (format != QuantFormat.INT8) {
+      throw new IllegalStateException("a row lookup needs INT8 codes, not " + format);
+    }
+    Tensor out;
+    try (PointerScope scope = new PointerScope()) {
+      Tensor flat = ids.reshape(-1);
+      Tensor w = data.index_select(0, flat).to(ScalarType.Float);
+      w.mul_(scales.index_select(0, flat));
+      long[] idShape = ids.sizes().vec().get();
+      long[] shape = java.util.Arrays.copyOf(idShape, idShape.length + 1);
+      shape[idShape.length] = cols;
+      w = w.view(shape);
+      out = Torch.keep(dtype.value == ScalarType.Float.value ? w : w.to(dtype));
+    }
+    return Torch.handOver(out);
+  }
+
   public QuantFormat format() {
     return format;
   }
