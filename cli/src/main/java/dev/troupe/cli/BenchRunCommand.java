@@ -3,7 +3,7 @@ package dev.troupe.cli;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.troupe.pipeline.bench.BenchMode;
 import dev.troupe.pipeline.bench.BenchRun;
-import dev.troupe.pipeline.train.ResidentMemory;
+import dev.troupe.pipeline.engine.NativeHeap;
 import java.io.PrintStream;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -60,7 +60,7 @@ final class BenchRunCommand implements Main.Command {
     m.put("median_step_s", r.medianStepS());
     m.put("step_s", r.stepS());
     m.put("peak_rss_mib", r.peakRssMib());
-    m.put("allocator", ResidentMemory.allocator());
+    m.put("allocator", NativeHeap.allocator());
     m.put("loss_first", r.lossFirst());
     m.put("loss_last", r.lossLast());
     m.put("eval_loss", r.evalLoss());

@@ -127,7 +127,7 @@ class AllocatorChoiceTest {
         Files.writeString(
             tmp.resolve("Probe.java"),
             "class Probe { public static void main(String[] a) {"
-                + " System.out.println(dev.troupe.pipeline.train.ResidentMemory.allocator()); } }");
+                + " System.out.println(dev.troupe.pipeline.engine.NativeHeap.allocator()); } }");
     String classes = LauncherTest.ROOT.resolve("pipeline/target/classes").toString();
     String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
 
@@ -143,6 +143,50 @@ class AllocatorChoiceTest {
     Result g = LauncherTest.run(without);
     assertEquals(0, g.exit(), g.err());
     assertEquals("glibc", g.out().strip());
+  }
+
+  /**
+   * Under tcmalloc glibc's heap is unused, and the first {@code malloc_trim} sets it up: two
+   * threads doing that at once crashed the JVM (SIGSEGV in malloc_trim; 2 of 6 runs of this probe
+   * calling JavaCPP's {@code Pointer.trimMemory} directly). {@code NativeHeap.trim} leaves glibc's
+   * heap alone there. Five runs of eight threads trimming at once.
+   */
+  @Test
+  void trimmingFromManyThreadsAtOnceIsSafeUnderTcmalloc() throws Exception {
+    Path tcmalloc = installedTcmalloc();
+    assumeTrue(tcmalloc != null, "tcmalloc is not installed (apt install libtcmalloc-minimal4)");
+    Path probe =
+        Files.writeString(
+            tmp.resolve("Trim.java"),
+            """
+            class Trim {
+              public static void main(String[] a) throws Exception {
+                // JavaCPP's natives and NativeHeap loaded first, so that the threads meet in the trim
+                org.bytedeco.javacpp.Loader.load(org.bytedeco.javacpp.presets.javacpp.class);
+                dev.troupe.pipeline.engine.NativeHeap.allocator();
+                var barrier = new java.util.concurrent.CyclicBarrier(8);
+                var threads = new Thread[8];
+                for (int i = 0; i < threads.length; i++) {
+                  threads[i] = new Thread(() -> {
+                    try { barrier.await(); } catch (Exception e) { throw new RuntimeException(e); }
+                    dev.troupe.pipeline.engine.NativeHeap.trim();
+                  });
+                  threads[i].start();
+                }
+                for (Thread t : threads) t.join();
+                System.out.println("trimmed");
+              }
+            }
+            """);
+    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+    for (int run = 0; run < 5; run++) {
+      ProcessBuilder pb =
+          new ProcessBuilder(java, "-cp", System.getProperty("java.class.path"), probe.toString());
+      pb.environment().put("LD_PRELOAD", tcmalloc.toString());
+      Result r = LauncherTest.run(pb);
+      assertEquals(0, r.exit(), "run " + run + ":\n" + r.out() + r.err());
+      assertEquals("trimmed", r.out().strip());
+    }
   }
 
   static Path installedTcmalloc() throws Exception {

@@ -1,6 +1,7 @@
 package dev.troupe.pipeline.model;
 
 import dev.troupe.pipeline.engine.ComputeDtype;
+import dev.troupe.pipeline.engine.NativeHeap;
 import dev.troupe.pipeline.engine.Torch;
 import dev.troupe.pipeline.lora.LoraKey;
 import dev.troupe.pipeline.lora.LoraTarget;
@@ -91,7 +92,7 @@ final class ModelLoader {
       }
       // Loading freed many large temporaries (file reads, FP32 copies for quantization); give
       // the pages glibc keeps for reuse back to the system before training allocates its own.
-      org.bytedeco.javacpp.Pointer.trimMemory();
+      NativeHeap.trim();
       return new CausalLm(c, dtype, stage, shard, embedding, embeddingCodes, layers, norm, head);
     } catch (ModelFormatException | RuntimeException e) {
       for (AutoCloseable m : made) {

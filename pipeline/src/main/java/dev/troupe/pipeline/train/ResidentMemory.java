@@ -19,29 +19,6 @@ public final class ResidentMemory {
     }
   }
 
-  /**
-   * The native allocator this process runs with: the file name of a preloaded tcmalloc, jemalloc or
-   * mimalloc found among its mapped libraries (bin/troupe preloads tcmalloc where it is installed),
-   * "glibc" where none is, "unknown" where /proc/self/maps is unreadable.
-   */
-  public static String allocator() {
-    try {
-      for (String line : Files.readAllLines(Path.of("/proc/self/maps"))) {
-        int slash = line.lastIndexOf('/');
-        if (slash < 0) continue;
-        String file = line.substring(slash + 1);
-        if (file.startsWith("libtcmalloc")
-            || file.startsWith("libjemalloc")
-            || file.startsWith("libmimalloc")) {
-          return file;
-        }
-      }
-      return "glibc";
-    } catch (IOException | RuntimeException e) {
-      return "unknown";
-    }
-  }
-
   /** The largest resident set size so far (VmHWM). */
   public static long peakBytes() {
     try {
