@@ -147,9 +147,10 @@ class AllocatorChoiceTest {
 
   /**
    * Under tcmalloc glibc's heap is unused, and the first {@code malloc_trim} sets it up: two
-   * threads doing that at once crashed the JVM (SIGSEGV in malloc_trim; 2 of 6 runs of this probe
-   * calling JavaCPP's {@code Pointer.trimMemory} directly). {@code NativeHeap.trim} leaves glibc's
-   * heap alone there. Five runs of eight threads trimming at once.
+   * threads doing that at once crashed the JVM (SIGSEGV in malloc_trim; 2 of 6 runs of eight
+   * threads calling JavaCPP's {@code Pointer.trimMemory} at once). {@code NativeHeap.trim} leaves
+   * glibc's heap alone there, and loading libtorch sets it up once ({@code NativeHeap.prepare}), so
+   * that JavaCPP's own trims are safe too. Five runs of eight threads trimming at once, both ways.
    */
   @Test
   void trimmingFromManyThreadsAtOnceIsSafeUnderTcmalloc() throws Exception {
@@ -161,15 +162,17 @@ class AllocatorChoiceTest {
             """
             class Trim {
               public static void main(String[] a) throws Exception {
-                // JavaCPP's natives and NativeHeap loaded first, so that the threads meet in the trim
-                org.bytedeco.javacpp.Loader.load(org.bytedeco.javacpp.presets.javacpp.class);
-                dev.troupe.pipeline.engine.NativeHeap.allocator();
+                // libtorch loaded first (as every Troupe process does before its work), so that
+                // the threads meet in the trim
+                dev.troupe.pipeline.engine.Torch.init();
                 var barrier = new java.util.concurrent.CyclicBarrier(8);
                 var threads = new Thread[8];
                 for (int i = 0; i < threads.length; i++) {
                   threads[i] = new Thread(() -> {
                     try { barrier.await(); } catch (Exception e) { throw new RuntimeException(e); }
                     dev.troupe.pipeline.engine.NativeHeap.trim();
+                    // as JavaCPP does by itself above maxPhysicalBytes, on any thread
+                    org.bytedeco.javacpp.Pointer.trimMemory();
                   });
                   threads[i].start();
                 }

@@ -35,11 +35,23 @@ public final class NativeHeap {
   }
 
   /**
+   * Sets glibc's heap up once, on this thread, where another allocator is preloaded. glibc does
+   * that lazily in the first {@code malloc_trim}, and two threads making that first call together
+   * crashed the process (SIGSEGV inside {@code malloc_trim}). JavaCPP calls {@code malloc_trim}
+   * itself ({@code Pointer.trimMemory}) on any thread whose allocation finds the process above
+   * {@code maxPhysicalBytes}; after this those calls are safe. {@link Torch}'s static initializer
+   * calls it, so it runs once, before libtorch is used.
+   */
+  static void prepare() {
+    if (!GLIBC) Pointer.trimMemory();
+  }
+
+  /**
    * Gives the free memory glibc's malloc keeps back to the system ({@code malloc_trim}), where
    * glibc's malloc is the allocator; elsewhere does nothing. Under a preloaded allocator glibc's
-   * heap is unused and set up lazily by the first {@code malloc_trim}: two pipeline ranks loading
-   * their stages at once then crashed the process inside {@code malloc_trim} (SIGSEGV, once in a
-   * suite run under tcmalloc).
+   * heap is unused, so there is nothing to give back. (Its lazy set-up in the first {@code
+   * malloc_trim} crashed a suite run under tcmalloc when two pipeline ranks loaded their stages at
+   * once; see {@link #prepare}.)
    */
   public static void trim() {
     if (GLIBC) Pointer.trimMemory();

@@ -23,6 +23,7 @@ import org.bytedeco.pytorch.global.torch.ScalarType;
 public final class Torch {
   static {
     Natives.ensureLoaded();
+    NativeHeap.prepare();
   }
 
   private Torch() {}
