@@ -62,6 +62,7 @@ final class Kernels {
   static Tensor attention(Tensor q, Tensor k, Tensor v, Tensor mask, boolean gqa) {
     ScalarType dtype = q.scalar_type();
     if (!q.is_cuda() && dtype.value == ScalarType.BFloat16.value) {
+      if (mask == null && FlashCpu.available()) return FlashCpu.attention(q, k, v);
       long scoreBytes = q.size(0) * q.size(1) * q.size(2) * k.size(2) * 4;
       if (scoreBytes <= EXPLICIT_SCORES_BYTES) return explicitFp32Scores(q, k, v, mask);
     }

@@ -19,10 +19,10 @@ import org.junit.jupiter.params.provider.CsvSource;
 
 /**
  * Functions with hand-written backward passes ({@link HookedBackward}) against libtorch's autograd
- * through the same operations: the attention whose backward computes the probabilities again and
- * the SwiGLU that keeps only its inputs give the same outputs and gradients; each call's gradients
- * come from its own inputs whatever order the backward passes come in; nothing is kept once the
- * backward has run or the step is over.
+ * through the same operations: the attention whose backward computes the probabilities again, the
+ * flash-attention kernel's, and the SwiGLU and RMS norm that keep only their inputs give the same
+ * outputs and gradients; each call's gradients come from its own inputs whatever order the backward
+ * passes come in; nothing is kept once the backward has run or the step is over.
  */
 class HookedBackwardTest {
   @BeforeAll
@@ -103,6 +103,74 @@ class HookedBackwardTest {
         // the same FP32 operations, rounded to bf16 once: an element a rounding step apart at most
         assertTrue(err < 1e-4, names[i] + " gradient: relative difference " + err);
       }
+    }
+  }
+
+  /**
+   * Causal bf16 attention through libtorch's FP32 flash kernel ({@link FlashCpu}) against autograd
+   * through the spelled-out FP32 form: both keep the scores, probabilities and products FP32 and
+   * round to bf16 once, so they differ by FP32 rounding carried into that one bf16 rounding.
+   */
+  @ParameterizedTest(name = "flash, heads {0}/{1}, gradients of q k v: {2} {3} {4}")
+  @CsvSource({
+    "4, 4, true, true, true",
+    "8, 2, true, true, true",
+    "4, 4, true, false, true",
+    "4, 2, false, true, false"
+  })
+  void flashAttentionMatchesAutogradThroughTheSpelledOutForm(
+      int heads, int kvHeads, boolean gq, boolean gk, boolean gv) {
+    assertTrue(FlashCpu.available(), "this libtorch has the CPU flash-attention kernel");
+    try (PointerScope scope = new PointerScope()) {
+      Case c = Case.of(60, heads, kvHeads, new boolean[] {gq, gk, gv});
+      Tensor reference = Kernels.scoresThenValues(c.q, c.k, c.v, c.bias);
+      c.backward(reference);
+      Tensor[] expected = c.takeGrads();
+      Tensor out = FlashCpu.attention(c.q, c.k, c.v);
+      double outErr = relDiff(out, reference);
+      assertTrue(outErr < 1e-4, "output: relative difference " + outErr);
+      c.backward(out);
+      Tensor[] actual = c.takeGrads();
+      String[] names = {"q", "k", "v"};
+      boolean[] wanted = {gq, gk, gv};
+      for (int i = 0; i < 3; i++) {
+        assertEquals(wanted[i], actual[i] != null, names[i] + " gradient present");
+        if (!wanted[i]) continue;
+        double err = relDiff(actual[i], expected[i]);
+        System.out.printf(
+            "flash attention, heads %d/%d: output %.2e, %s gradient relative difference %.2e%n",
+            heads, kvHeads, outErr, names[i], err);
+        assertTrue(err < 1e-4, names[i] + " gradient: relative difference " + err);
+      }
+    }
+  }
+
+  @Test
+  void rmsNormMatchesAutogradThroughTheSameOperations() {
+    try (PointerScope scope = new PointerScope()) {
+      // rows of different scales, as a residual stream's are
+      Tensor x =
+          bf16(70, 1.0, 2, 12, 64)
+              .to(ScalarType.Float)
+              .mul(bf16(71, 3.0, 2, 12, 1).to(ScalarType.Float))
+              .to(ScalarType.BFloat16)
+              .requires_grad_(true);
+      Tensor dy = bf16(72, 1.0, 2, 12, 64);
+      RmsNorm norm = new RmsNorm(bf16(73, 0.1, 64).add(new Scalar(1.0)), 1e-5);
+      Tensor reference = norm.compute(x);
+      reference.backward(dy, new BoolOptional(), false, new TensorArrayRefOptional());
+      Tensor expected = x.grad().clone();
+      x.grad().zero_();
+      HookedBackward.releaseAll();
+      Tensor out = norm.forward(x);
+      assertEquals(1, HookedBackward.open(), "the norm's own backward is attached");
+      assertEquals(0, relDiff(out, reference), 0.0, "output");
+      out.backward(dy, new BoolOptional(), false, new TensorArrayRefOptional());
+      double err = relDiff(x.grad(), expected);
+      System.out.printf("rms norm: input gradient relative difference %.2e%n", err);
+      // the same FP32 quantities in another order, rounded to bf16 once: a few elements a
+      // rounding step (2^-8) apart
+      assertTrue(err < 1e-3, "input gradient: relative difference " + err);
     }
   }
 
