@@ -361,6 +361,11 @@ public final class CausalLm implements AutoCloseable {
     return Torch.handOver(out);
   }
 
+  /** Whether this stage holds the output head and its weights are trained. */
+  public boolean headTrained() {
+    return head != null && head.requires_grad();
+  }
+
   /**
    * Final norm and output head: hidden states to float32 logits [batch, seq, vocab]; last stage
    * only.

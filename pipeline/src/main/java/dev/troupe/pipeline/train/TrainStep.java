@@ -139,8 +139,29 @@ public final class TrainStep {
     return value;
   }
 
-  /** Logits of at most this many FP32 values exist at a time in the head's forward and backward. */
+  /**
+   * Logits of at most this many FP32 values exist at a time in the head's forward and backward,
+   * unless the head is trained ({@link #TRAINED_HEAD_CHUNK_ROWS}).
+   */
   static final long HEAD_CHUNK_VALUES = 4L << 20; // 16 MiB
+
+  /**
+   * Rows of a chunk at least where the head's weights are trained (full fine-tuning). Each chunk's
+   * backward adds its part to the whole FP32 weight gradient (vocab × hidden), read and written
+   * again per chunk, and each chunk's products pack the whole weight again: with chunks of 131 rows
+   * (bench-m, 32000 tokens of vocabulary) that traffic took ~13% of a full-fp32 step (`troupe
+   * bench-run --mode full-fp32`: 166 against 188 tokens/s with 512 rows). The larger chunk's logits
+   * (64 MiB there) are small beside what a trained head holds anyway: its FP32 gradient and two
+   * Adam moments, three times the weight. A frozen head (LoRA) keeps the small chunks: there the
+   * logits would set the peak.
+   */
+  static final long TRAINED_HEAD_CHUNK_ROWS = 512;
+
+  /** The rows of the head's chunks for this model. */
+  static long headChunkRows(CausalLm model) {
+    long rows = Math.max(1, HEAD_CHUNK_VALUES / model.config().vocabSize());
+    return model.headTrained() ? Math.max(rows, TRAINED_HEAD_CHUNK_ROWS) : rows;
+  }
 
   /**
    * The output head and the loss over the hidden states {@code top} (a leaf that requires grad), in
@@ -151,8 +172,7 @@ public final class TrainStep {
    */
   public static double headForwardBackward(
       CausalLm model, Tensor top, Tensor labels, double weight) {
-    return headForwardBackward(
-        model, top, labels, weight, Math.max(1, HEAD_CHUNK_VALUES / model.config().vocabSize()));
+    return headForwardBackward(model, top, labels, weight, headChunkRows(model));
   }
 
   /** {@link #headForwardBackward} with {@code chunk} rows at a time. */

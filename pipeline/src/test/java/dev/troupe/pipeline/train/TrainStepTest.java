@@ -155,6 +155,18 @@ class TrainStepTest {
   }
 
   @Test
+  void aTrainedHeadRunsInChunksOfAtLeast512Rows() throws Exception {
+    try (CausalLm lm = CausalLm.load(model, ComputeDtype.FP32, null)) {
+      long small = Math.max(1, TrainStep.HEAD_CHUNK_VALUES / model.config().vocabSize());
+      assertFalse(lm.headTrained(), "a loaded model's head is frozen");
+      assertEquals(small, TrainStep.headChunkRows(lm));
+      lm.trainAllWeights();
+      assertTrue(lm.headTrained(), "full fine-tuning trains the head");
+      assertEquals(Math.max(small, 512), TrainStep.headChunkRows(lm));
+    }
+  }
+
+  @Test
   void theHeadInChunksGivesTheLossAndGradientOfTheWholeBatch() throws Exception {
     try (CausalLm lm = CausalLm.load(model, ComputeDtype.FP32, null);
         org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
