@@ -118,7 +118,7 @@ final class FlashCpu {
         if (!wanted[i]) continue;
         Tensor g = stack.get(i).toTensor();
         if (i > 0 && group > 1) {
-          g = g.view(k.size(0), k.size(1), group, k.size(2), k.size(3)).sum(new long[] {2});
+          g = g.reshape(k.size(0), k.size(1), group, k.size(2), k.size(3)).sum(new long[] {2});
         }
         grads[i] = Torch.keep(g.to(ScalarType.BFloat16));
       }
