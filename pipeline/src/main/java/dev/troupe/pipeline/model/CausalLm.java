@@ -371,9 +371,34 @@ public final class CausalLm implements AutoCloseable {
    * only.
    */
   public Tensor logits(Tensor hidden) {
+    return headLogits(finalNormed(hidden));
+  }
+
+  /** The final norm of hidden states (last stage only): the head's input. */
+  public Tensor finalNormed(Tensor hidden) {
     if (head == null) throw new IllegalStateException("this stage holds no output head");
-    Tensor out = Kernels.linear(finalNorm.forward(hidden), head, null);
-    return out.scalar_type() == ScalarType.Float ? out : out.to(ScalarType.Float);
+    return finalNorm.forward(hidden);
+  }
+
+  /** The head's float32 logits of {@link #finalNormed} hidden states. */
+  public Tensor headLogits(Tensor normed) {
+    if (head == null) throw new IllegalStateException("this stage holds no output head");
+    Tensor out = Kernels.linear(normed, head, null);
+    if (out.scalar_type() == ScalarType.Float) return out;
+    Tensor logits = out.to(ScalarType.Float);
+    out.close(); // freed now, not with the caller's scope (autograd keeps its own reference)
+    return logits;
+  }
+
+  /**
+   * The gradient of the head's input for the gradient of its float32 logits, as autograd forms it
+   * through {@link #headLogits}: rounded to the head's input dtype, then times the head's weight.
+   */
+  public Tensor headInputGradient(Tensor gradLogits, ScalarType inputDtype) {
+    if (head == null) throw new IllegalStateException("this stage holds no output head");
+    Tensor g =
+        gradLogits.scalar_type().value == inputDtype.value ? gradLogits : gradLogits.to(inputDtype);
+    return Kernels.matmul(g, head);
   }
 
   /**

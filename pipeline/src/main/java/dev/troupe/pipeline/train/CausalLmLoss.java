@@ -1,6 +1,7 @@
 package dev.troupe.pipeline.train;
 
 import dev.troupe.pipeline.engine.Torch;
+import org.bytedeco.pytorch.ScalarTypeOptional;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorOptional;
 import org.bytedeco.pytorch.global.torch;
@@ -40,6 +41,37 @@ public final class CausalLmLoss {
         logits.scalar_type().value == ScalarType.Float.value ? logits : logits.to(ScalarType.Float);
     return torch.cross_entropy_loss(
         input, targets, new TensorOptional(), REDUCTION_SUM, IGNORE, 0.0);
+  }
+
+  /**
+   * The summed cross-entropy of float32 logits [rows, vocab] against {@link #shifted} targets
+   * [rows], and its gradient times {@code weight}, written over the logits: {@code weight *
+   * (softmax(logits) - onehot(target))} on rows with a target, 0 on ignored rows. What autograd
+   * computes through {@link #sumFlat} and a backward from {@code weight * sum}, without the
+   * log-probabilities and the gradients of them that autograd keeps and makes (three more tensors
+   * the size of the logits). Returns the sum.
+   */
+  public static double sumAndGradientInPlace(Tensor logits, Tensor targets, double weight) {
+    if (logits.scalar_type().value != ScalarType.Float.value) {
+      throw new IllegalArgumentException("float32 logits expected, got " + logits.scalar_type());
+    }
+    Tensor valid = targets.ne(Torch.scalar(IGNORE));
+    Tensor index = targets.masked_fill(valid.logical_not(), Torch.scalar(0)).unsqueeze(1);
+    // log-probabilities in place, in log_softmax's order: (x - max) - log(sum(exp(x - max)))
+    Tensor max = torch.amax(logits, new long[] {1}, true);
+    logits.sub_(max);
+    Tensor logSum;
+    try (Tensor exp = logits.exp()) {
+      logSum = exp.sum(new long[] {1}, true, new ScalarTypeOptional()).log_();
+    }
+    Tensor rowLoss = logSum.sub(logits.gather(1, index)).squeeze(1);
+    double sum = rowLoss.masked_fill(valid.logical_not(), Torch.scalar(0.0)).sum().item_double();
+    // log_softmax's backward for an output gradient of -weight at the target:
+    // weight * exp(log p) - weight at the target
+    Tensor rowWeight = valid.to(ScalarType.Float).mul_(Torch.scalar(weight)).unsqueeze(1);
+    logits.sub_(logSum).exp_().mul_(rowWeight);
+    logits.scatter_add_(1, index, rowWeight.neg());
+    return sum;
   }
 
   /**
