@@ -90,19 +90,26 @@ class HookedBackwardTest {
       Tensor out = Kernels.recomputedAttention(c.q, c.k, c.v, c.bias);
       assertEquals(0, relDiff(out, reference), 0.0, "output");
       c.backward(out);
-      Tensor[] actual = c.takeGrads();
-      String[] names = {"q", "k", "v"};
-      boolean[] wanted = {gq, gk, gv};
-      for (int i = 0; i < 3; i++) {
-        assertEquals(wanted[i], actual[i] != null, names[i] + " gradient present");
-        if (!wanted[i]) continue;
-        double err = relDiff(actual[i], expected[i]);
-        System.out.printf(
-            "recomputed attention, heads %d/%d: %s gradient relative difference %.2e%n",
-            heads, kvHeads, names[i], err);
-        // the same FP32 operations, rounded to bf16 once: an element a rounding step apart at most
-        assertTrue(err < 1e-4, names[i] + " gradient: relative difference " + err);
-      }
+      // the same FP32 operations, rounded to bf16 once: an element a rounding step apart at most
+      assertGradientsMatch("recomputed attention", c, expected, heads, kvHeads);
+    }
+  }
+
+  /** The gradients {@code c} holds are those wanted, each within 1e-4 of {@code expected}. */
+  private static void assertGradientsMatch(
+      String what, Case c, Tensor[] expected, int heads, int kvHeads) {
+    Tensor[] in = {c.q, c.k, c.v};
+    Tensor[] actual = c.takeGrads();
+    String[] names = {"q", "k", "v"};
+    for (int i = 0; i < 3; i++) {
+      boolean wanted = in[i].requires_grad();
+      assertEquals(wanted, actual[i] != null, names[i] + " gradient present");
+      if (!wanted) continue;
+      double err = relDiff(actual[i], expected[i]);
+      System.out.printf(
+          "%s, heads %d/%d: %s gradient relative difference %.2e%n",
+          what, heads, kvHeads, names[i], err);
+      assertTrue(err < 1e-4, what + ", " + names[i] + " gradient: relative difference " + err);
     }
   }
 
@@ -130,18 +137,7 @@ class HookedBackwardTest {
       double outErr = relDiff(out, reference);
       assertTrue(outErr < 1e-4, "output: relative difference " + outErr);
       c.backward(out);
-      Tensor[] actual = c.takeGrads();
-      String[] names = {"q", "k", "v"};
-      boolean[] wanted = {gq, gk, gv};
-      for (int i = 0; i < 3; i++) {
-        assertEquals(wanted[i], actual[i] != null, names[i] + " gradient present");
-        if (!wanted[i]) continue;
-        double err = relDiff(actual[i], expected[i]);
-        System.out.printf(
-            "flash attention, heads %d/%d: output %.2e, %s gradient relative difference %.2e%n",
-            heads, kvHeads, outErr, names[i], err);
-        assertTrue(err < 1e-4, names[i] + " gradient: relative difference " + err);
-      }
+      assertGradientsMatch("flash attention", c, expected, heads, kvHeads);
     }
   }
 
