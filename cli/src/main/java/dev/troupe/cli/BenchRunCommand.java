@@ -38,8 +38,7 @@ final class BenchRunCommand implements Main.Command {
             args.intValue("steps", 8, 1),
             args.intValue("warmup", 2, 0),
             // all cores by default, as troupe bench: libtorch's own default counts cpuinfo's
-            // physical
-            // cores, 1 on some 2-core VMs
+            // physical cores, 1 on some 2-core VMs
             args.intValue("threads", Runtime.getRuntime().availableProcessors(), 1),
             args.longValue("seed", 0),
             args.has("checkpointing"));

@@ -121,26 +121,20 @@ class AllocatorChoiceTest {
   /** A JVM started under tcmalloc names it, as bench-run's "allocator" field does; glibc else. */
   @Test
   void aJvmReportsTheAllocatorItRunsWith() throws Exception {
-    Path tcmalloc = installedTcmalloc();
-    assumeTrue(tcmalloc != null, "tcmalloc is not installed (apt install libtcmalloc-minimal4)");
+    Path tcmalloc = requireTcmalloc();
     Path probe =
         Files.writeString(
             tmp.resolve("Probe.java"),
             "class Probe { public static void main(String[] a) {"
                 + " System.out.println(dev.troupe.pipeline.engine.NativeHeap.allocator()); } }");
     String classes = LauncherTest.ROOT.resolve("pipeline/target/classes").toString();
-    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
 
-    ProcessBuilder with = new ProcessBuilder(java, "-cp", classes, probe.toString());
-    with.environment().put("LD_PRELOAD", tcmalloc.toString());
-    Result r = LauncherTest.run(with);
+    Result r = runJava(classes, probe, tcmalloc);
     assertEquals(0, r.exit(), r.err());
     // /proc/self/maps names the file the symlink resolves to (libtcmalloc_minimal.so.4.5.10).
     assertEquals(tcmalloc.toRealPath().getFileName().toString(), r.out().strip());
 
-    ProcessBuilder without = new ProcessBuilder(java, "-cp", classes, probe.toString());
-    without.environment().remove("LD_PRELOAD");
-    Result g = LauncherTest.run(without);
+    Result g = runJava(classes, probe, null);
     assertEquals(0, g.exit(), g.err());
     assertEquals("glibc", g.out().strip());
   }
@@ -154,8 +148,7 @@ class AllocatorChoiceTest {
    */
   @Test
   void trimmingFromManyThreadsAtOnceIsSafeUnderTcmalloc() throws Exception {
-    Path tcmalloc = installedTcmalloc();
-    assumeTrue(tcmalloc != null, "tcmalloc is not installed (apt install libtcmalloc-minimal4)");
+    Path tcmalloc = requireTcmalloc();
     Path probe =
         Files.writeString(
             tmp.resolve("Trim.java"),
@@ -181,15 +174,30 @@ class AllocatorChoiceTest {
               }
             }
             """);
-    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
     for (int run = 0; run < 5; run++) {
-      ProcessBuilder pb =
-          new ProcessBuilder(java, "-cp", System.getProperty("java.class.path"), probe.toString());
-      pb.environment().put("LD_PRELOAD", tcmalloc.toString());
-      Result r = LauncherTest.run(pb);
+      Result r = runJava(System.getProperty("java.class.path"), probe, tcmalloc);
       assertEquals(0, r.exit(), "run " + run + ":\n" + r.out() + r.err());
       assertEquals("trimmed", r.out().strip());
     }
+  }
+
+  /** The installed tcmalloc; the test is skipped where there is none. */
+  private static Path requireTcmalloc() throws Exception {
+    Path tcmalloc = installedTcmalloc();
+    assumeTrue(tcmalloc != null, "tcmalloc is not installed (apt install libtcmalloc-minimal4)");
+    return tcmalloc;
+  }
+
+  /** Runs a one-file Java program with this JVM, preloading {@code preload} (none where null). */
+  private static Result runJava(String classpath, Path source, Path preload) throws Exception {
+    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+    ProcessBuilder pb = new ProcessBuilder(java, "-cp", classpath, source.toString());
+    if (preload == null) {
+      pb.environment().remove("LD_PRELOAD");
+    } else {
+      pb.environment().put("LD_PRELOAD", preload.toString());
+    }
+    return LauncherTest.run(pb);
   }
 
   static Path installedTcmalloc() throws Exception {
