@@ -12,9 +12,15 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * The README's main job: the base model learns copy and reverse, then LoRA teaches it upper, which
- * it could not do before. Fine-tuned in fp32, bf16 and fp16 (after an FP32 warm-up), the three
- * reach the same eval loss within 2%, and each gets at least half of the held-out prompts right
- * (300 fine-tuning steps, as the demo runs).
+ * it could not do before. Fine-tuned in bf16 and fp16 (after an FP32 warm-up), the eval loss is at
+ * most 2% above fp32's, and each precision gets at least half of the held-out prompts right (300
+ * fine-tuning steps, as the demo runs).
+ *
+ * <p>The loss bound is one-sided: reduced precision must not make fine-tuning worse, and 300 steps
+ * of a tiny model cannot tell apart smaller differences in either direction. With the fine-tuning
+ * seed changed from 2 to 3 and 4 (an experiment, not a test), fp32's own eval loss moved by 6.6%
+ * (3.249, 3.463, 3.376), while bf16 and fp16 ended 1.3% below to 0.7% above fp32's under each seed
+ * (fp16 3.1% below with seed 3).
  */
 class DemoTest {
   @TempDir Path dir;
@@ -41,7 +47,13 @@ class DemoTest {
     for (Demo.Result r : new Demo.Result[] {fp32, bf16, fp16}) {
       assertTrue(r.accuracyAfter() >= 0.5, "fine-tuning taught the task: " + r.accuracyAfter());
     }
-    assertEquals(fp32.lossAfter(), bf16.lossAfter(), 0.02 * fp32.lossAfter());
-    assertEquals(fp32.lossAfter(), fp16.lossAfter(), 0.02 * fp32.lossAfter());
+    for (Demo.Result r : new Demo.Result[] {bf16, fp16}) {
+      assertTrue(
+          r.lossAfter() <= 1.02 * fp32.lossAfter(),
+          "reduced precision ended more than 2% above fp32's eval loss: "
+              + r.lossAfter()
+              + " against "
+              + fp32.lossAfter());
+    }
   }
 }

@@ -37,23 +37,15 @@ public final class Torch {
    * Sizes OpenBLAS's thread pool for the dtype a CPU model computes in. libtorch runs FP32 products
    * (and the FP32 copies fp16 products are computed from) through OpenBLAS, whose worker threads
    * spin between calls, and everything else through its OpenMP pool. In bf16 the few FP32 products
-   * left (attention scores, see {@code Kernels}) are small: there OpenBLAS runs on the calling
-   * thread alone, because its spinning workers otherwise took up to 45% of a 2-core machine's
-   * samples away from the bf16 work (perf, bench-s lora-bf16: 3000 against 4200 tokens/s). The pool
-   * is per process: the last model loaded sets it. The attention's FP32 products then split their
-   * batch over threads of their own ({@code Kernels}, {@link #blasThreads}).
+   * left (the flash-attention kernel long sequences fall back to, see {@code Kernels}) are small
+   * and run inside libtorch's own parallel loops: there OpenBLAS runs on the calling thread alone,
+   * because its spinning workers otherwise took up to 45% of a 2-core machine's samples away from
+   * the bf16 work (perf, bench-s lora-bf16: 3000 against 4200 tokens/s). The pool is per process:
+   * the last model loaded sets it.
    */
   public static void sizeBlasThreads(ComputeDtype dtype) {
     int threads = dtype == ComputeDtype.BF16 ? 1 : torch.get_num_threads();
     org.bytedeco.openblas.global.openblas_nolapack.blas_set_num_threads(threads);
-    blasThreads = threads;
-  }
-
-  private static volatile int blasThreads = 0;
-
-  /** The thread count {@link #sizeBlasThreads} last gave OpenBLAS; 0 before it was called. */
-  public static int blasThreads() {
-    return blasThreads;
   }
 
   /**

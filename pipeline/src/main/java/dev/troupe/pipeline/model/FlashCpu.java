@@ -13,21 +13,20 @@ import org.bytedeco.pytorch.global.torch.ScalarType;
 
 /**
  * Causal bf16 attention on the CPU through libtorch's FP32 flash-attention kernel, with a backward
- * of its own that keeps the bf16 q, k and v. The kernel ({@code
+ * of its own that keeps the bf16 q, k and v: the form {@link Kernels} uses where one head's score
+ * matrix is too large for {@link CenteredAttention} (long sequences). The kernel ({@code
  * aten::_scaled_dot_product_flash_attention_for_cpu} and its backward, which the Java bindings do
  * not name, so they are called through the dispatcher) works block by block with an online softmax
- * and skips the blocks above the diagonal; its scores, probabilities and products stay FP32, as
- * {@link Kernels}' spelled-out form keeps them, so the results agree with that form to FP32
- * rounding. On the project's machines it is faster than the spelled-out form (a 4 × 16 heads × 256
- * × 64 attention, forward and backward: 37 against 48 ms on the 2-core AMX machine), since it
- * computes about half of the products and never writes a probability matrix.
+ * and skips the blocks above the diagonal; its scores, probabilities and products stay FP32, and no
+ * probability matrix is ever formed. At bench-m's size (4 × 16 heads × 256 × 64, forward and
+ * backward) it takes 31 ms on the 2-core AMX machine, where {@link CenteredAttention} takes 16.
  *
  * <p>Autograd through the kernel would keep FP32 copies of q, k and v; this keeps the bf16 inputs,
  * the FP32 output and the row log-sum-exps, and makes the FP32 copies again in the backward. The
  * output stays FP32 because the backward forms {@code sum(dO * O)} from it, a value the softmax
  * backward subtracts from {@code dO v^T}, where a bf16 rounding loses the small differences between
- * keys (see {@link Kernels#explicitFp32Scores}). Grouped-query heads: k and v are repeated per
- * query head for the kernel, and their gradients summed over each group.
+ * keys (see {@link CenteredAttention}). Grouped-query heads: k and v are repeated per query head
+ * for the kernel, and their gradients summed over each group.
  */
 final class FlashCpu {
   private FlashCpu() {}
@@ -43,7 +42,7 @@ final class FlashCpu {
       op.retainReference(); // outlives whatever PointerScope is open on first use
       return op;
     } catch (RuntimeException e) {
-      return null; // a libtorch without the operator: the spelled-out form is used
+      return null; // a libtorch without the operator: libtorch's own attention is used
     }
   }
 

@@ -16,9 +16,10 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
 /**
- * bf16 attention on the CPU (spelled out with FP32 scores) against the same attention computed in
- * FP64 from the same bf16 inputs: the output and the gradients of q, k and v, causal and with a
- * sliding-window mask, with and without grouped-query heads.
+ * bf16 attention on the CPU ({@link CenteredAttention}) against the same attention computed in FP64
+ * from the same bf16 inputs: the output and the gradients of q, k and v, causal and with a
+ * sliding-window mask, with and without grouped-query heads, with keys and values that do or do not
+ * share a large common part.
  */
 class AttentionKernelTest {
   @BeforeAll
@@ -56,29 +57,43 @@ class AttentionKernelTest {
     };
   }
 
+  /** {@code spread} times noise per position, plus (spread below 1) one vector shared by all. */
+  private static Tensor shared(long seed, double spread, long b, long heads, long t, long d) {
+    if (spread == 1) return bf16(seed, 1.0, b, heads, t, d);
+    return bf16(seed + 100, 1.0, b, heads, 1, d)
+        .to(ScalarType.Float)
+        .add(bf16(seed, spread, b, heads, t, d).to(ScalarType.Float))
+        .to(ScalarType.BFloat16);
+  }
+
   /**
-   * {@code spread} below 1: every position's value is one shared vector plus {@code spread} times
-   * its own noise, as in a trained model where values share a large common part. Then {@code dP =
-   * dO v^T} differs little between keys, and the softmax backward, {@code P (dP - sum(P dP))},
-   * keeps only those differences: rounded to bf16 they vanish, and the q and k gradients with them.
+   * {@code spread} below 1: every position's value (key) is one shared vector plus {@code spread}
+   * times its own noise, as in a trained model where values and keys share a large common part.
+   * Then {@code dP = dO v^T} (the scores {@code q k^T}) differ little between keys, and the softmax
+   * backward, {@code P (dP - sum(P dP))} (the softmax), sees only those differences: rounded to
+   * bf16 they vanish, and the q and k gradients with them, unless the keys and values are centred
+   * first, as {@link CenteredAttention} does.
    */
-  @ParameterizedTest(name = "heads {0}, kv heads {1}, window {2}, value spread {3}")
-  @CsvSource({"4, 4, 0, 1", "8, 2, 0, 1", "4, 2, 5, 1", "4, 4, 0, 0.02", "8, 2, 0, 0.02"})
-  void bf16AttentionMatchesFp64(int heads, int kvHeads, int window, double spread) {
+  @ParameterizedTest(name = "heads {0}, kv heads {1}, window {2}, value spread {3}, key spread {4}")
+  @CsvSource({
+    "4, 4, 0, 1, 1",
+    "8, 2, 0, 1, 1",
+    "4, 2, 5, 1, 1",
+    "4, 4, 0, 0.02, 1",
+    "8, 2, 0, 0.02, 1",
+    "4, 4, 0, 1, 0.1",
+    "8, 2, 5, 0.02, 0.1"
+  })
+  void bf16AttentionMatchesFp64(
+      int heads, int kvHeads, int window, double spread, double keySpread) {
     try (PointerScope scope = new PointerScope()) {
       long b = 2;
       long t = 24;
       long d = 16;
       // q scaled up so the softmax is peaked, as in a trained model
       Tensor q = bf16(1, 3.0, b, heads, t, d);
-      Tensor k = bf16(2, 1.0, b, kvHeads, t, d);
-      Tensor v =
-          spread == 1
-              ? bf16(3, 1.0, b, kvHeads, t, d)
-              : bf16(5, 1.0, b, kvHeads, 1, d)
-                  .to(ScalarType.Float)
-                  .add(bf16(3, spread, b, kvHeads, t, d).to(ScalarType.Float))
-                  .to(ScalarType.BFloat16);
+      Tensor k = shared(2, keySpread, b, kvHeads, t, d);
+      Tensor v = shared(3, spread, b, kvHeads, t, d);
       Tensor g = bf16(4, 1.0, b, heads, t, d);
       Tensor mask = null;
       if (window > 0) {
@@ -111,8 +126,8 @@ class AttentionKernelTest {
       for (int n = 0; n < 4; n++) {
         double err = relDiff(ours[n], ref[n]);
         System.out.printf(
-            "bf16 attention, heads %d/%d window %d spread %s: %s relative error %.2e%n",
-            heads, kvHeads, window, spread, names[n], err);
+            "bf16 attention, heads %d/%d window %d spreads %s/%s: %s relative error %.2e%n",
+            heads, kvHeads, window, spread, keySpread, names[n], err);
         // bf16 keeps 8 significant bits (relative rounding 2^-9 = 0.2%): the inputs are exact, the
         // probabilities and the products' outputs are rounded once each
         assertTrue(err < 1e-2, names[n] + ": relative error " + err);

@@ -18,11 +18,11 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
 /**
- * Functions with hand-written backward passes ({@link HookedBackward}) against libtorch's autograd
- * through the same operations: the attention whose backward computes the probabilities again, the
- * flash-attention kernel's, and the SwiGLU and RMS norm that keep only their inputs give the same
- * outputs and gradients; each call's gradients come from its own inputs whatever order the backward
- * passes come in; nothing is kept once the backward has run or the step is over.
+ * Functions with hand-written backward passes ({@link HookedBackward}): the centred attention gives
+ * the same gradients whichever of them are wanted and however its work is chunked; the
+ * flash-attention kernel's, the SwiGLU's and the RMS norm's match autograd through the same (or,
+ * for flash, equivalent FP64) operations; each call's gradients come from its own inputs whatever
+ * order the backward passes come in; nothing is kept once the backward has run or the step is over.
  */
 class HookedBackwardTest {
   @BeforeAll
@@ -52,7 +52,7 @@ class HookedBackwardTest {
       Tensor k = bf16(seed + 1, 1.0, b, kvHeads, t, d).requires_grad_(needsGrad[1]);
       Tensor v = bf16(seed + 2, 1.0, b, kvHeads, t, d).requires_grad_(needsGrad[2]);
       Tensor g = bf16(seed + 3, 1.0, b, heads, t, d);
-      return new Case(q, k, v, g, Kernels.additiveMask(q, k, null));
+      return new Case(q, k, v, g, Kernels.additiveMask(q, k, null, ScalarType.BFloat16));
     }
 
     void backward(Tensor out) {
@@ -73,25 +73,43 @@ class HookedBackwardTest {
     }
   }
 
+  /** The centred attention's output and the gradients {@code c} wants, in chunks of scores. */
+  private static Tensor centred(Case c, long chunkBytes) {
+    Tensor out = CenteredAttention.attention(c.q, c.k, c.v, c.bias, chunkBytes);
+    c.backward(out);
+    return out;
+  }
+
+  /**
+   * Each gradient of the centred attention is the same tensor, bit for bit, whichever others are
+   * wanted and whether the work runs in one chunk or in one chunk per key/value head.
+   */
   @ParameterizedTest(name = "heads {0}/{1}, gradients of q k v: {2} {3} {4}")
   @CsvSource({
     "4, 4, true, true, true",
     "8, 2, true, true, true",
     "4, 4, true, false, true",
-    "4, 2, false, true, false"
+    "4, 2, false, true, false",
+    "4, 2, false, false, true"
   })
-  void matchesAutogradThroughTheSameOperations(
+  void centredAttentionGradientsDoNotDependOnWhatElseIsWantedOrOnChunks(
       int heads, int kvHeads, boolean gq, boolean gk, boolean gv) {
     try (PointerScope scope = new PointerScope()) {
-      Case c = Case.of(10, heads, kvHeads, new boolean[] {gq, gk, gv});
-      Tensor reference = Kernels.scoresThenValues(c.q, c.k, c.v, c.bias);
-      c.backward(reference);
-      Tensor[] expected = c.takeGrads();
-      Tensor out = Kernels.recomputedAttention(c.q, c.k, c.v, c.bias);
-      assertEquals(0, relDiff(out, reference), 0.0, "output");
-      c.backward(out);
-      // the same FP32 operations, rounded to bf16 once: an element a rounding step apart at most
-      assertGradientsMatch("recomputed attention", c, expected, heads, kvHeads);
+      Case all = Case.of(10, heads, kvHeads, new boolean[] {true, true, true});
+      Tensor whole = centred(all, CenteredAttention.CHUNK_SCORE_BYTES);
+      Tensor[] expected = all.takeGrads();
+      Case some = Case.of(10, heads, kvHeads, new boolean[] {gq, gk, gv});
+      long oneHead = (long) (heads / kvHeads) * some.q.size(2) * some.k.size(2) * 2;
+      Tensor chunked = centred(some, oneHead);
+      assertEquals(0, relDiff(chunked, whole), 0.0, "output");
+      Tensor[] in = {some.q, some.k, some.v};
+      Tensor[] actual = some.takeGrads();
+      for (int i = 0; i < 3; i++) {
+        assertEquals(in[i].requires_grad(), actual[i] != null, "gradient " + i + " present");
+        if (actual[i] != null) {
+          assertEquals(0, relDiff(actual[i], expected[i]), 0.0, "gradient " + i);
+        }
+      }
     }
   }
 
@@ -114,9 +132,38 @@ class HookedBackwardTest {
   }
 
   /**
+   * Causal attention spelled out in FP64 from the bf16 inputs, rounded to bf16 once at the end (and
+   * the gradients once on their way back into the bf16 inputs), under autograd.
+   */
+  private static Tensor fp64Attention(Tensor q, Tensor k, Tensor v) {
+    long group = q.size(1) / k.size(1);
+    Tensor q64 = q.to(ScalarType.Double);
+    Tensor k64 =
+        k.to(ScalarType.Double)
+            .repeat_interleave(
+                group,
+                new org.bytedeco.pytorch.LongOptional(1),
+                new org.bytedeco.pytorch.LongOptional());
+    Tensor v64 =
+        v.to(ScalarType.Double)
+            .repeat_interleave(
+                group,
+                new org.bytedeco.pytorch.LongOptional(1),
+                new org.bytedeco.pytorch.LongOptional());
+    Tensor scores =
+        torch
+            .matmul(q64, k64.transpose(2, 3))
+            .mul(new Scalar(1.0 / Math.sqrt(q.size(3))))
+            .add(Kernels.additiveMask(k, k, null, ScalarType.Double));
+    return torch
+        .matmul(torch.softmax(scores, -1, new org.bytedeco.pytorch.ScalarTypeOptional()), v64)
+        .to(ScalarType.BFloat16);
+  }
+
+  /**
    * Causal bf16 attention through libtorch's FP32 flash kernel ({@link FlashCpu}) against autograd
-   * through the spelled-out FP32 form: both keep the scores, probabilities and products FP32 and
-   * round to bf16 once, so they differ by FP32 rounding carried into that one bf16 rounding.
+   * through the spelled-out FP64 form: both round to bf16 once, so they differ by the kernel's FP32
+   * rounding carried into that one bf16 rounding.
    */
   @ParameterizedTest(name = "flash, heads {0}/{1}, gradients of q k v: {2} {3} {4}")
   @CsvSource({
@@ -130,7 +177,7 @@ class HookedBackwardTest {
     assertTrue(FlashCpu.available(), "this libtorch has the CPU flash-attention kernel");
     try (PointerScope scope = new PointerScope()) {
       Case c = Case.of(60, heads, kvHeads, new boolean[] {gq, gk, gv});
-      Tensor reference = Kernels.scoresThenValues(c.q, c.k, c.v, c.bias);
+      Tensor reference = fp64Attention(c.q, c.k, c.v);
       c.backward(reference);
       Tensor[] expected = c.takeGrads();
       Tensor out = FlashCpu.attention(c.q, c.k, c.v);
@@ -203,13 +250,13 @@ class HookedBackwardTest {
       boolean[] all = {true, true, true};
       Case first = Case.of(20, 4, 2, all);
       Case second = Case.of(30, 4, 2, all);
-      first.backward(Kernels.recomputedAttention(first.q, first.k, first.v, first.bias));
+      first.backward(CenteredAttention.attention(first.q, first.k, first.v, first.bias));
       Tensor[] firstAlone = first.takeGrads();
-      second.backward(Kernels.recomputedAttention(second.q, second.k, second.v, second.bias));
+      second.backward(CenteredAttention.attention(second.q, second.k, second.v, second.bias));
       Tensor[] secondAlone = second.takeGrads();
       // both forwards first (a pipeline's warm-up), then the backwards, later one first
-      Tensor a = Kernels.recomputedAttention(first.q, first.k, first.v, first.bias);
-      Tensor b = Kernels.recomputedAttention(second.q, second.k, second.v, second.bias);
+      Tensor a = CenteredAttention.attention(first.q, first.k, first.v, first.bias);
+      Tensor b = CenteredAttention.attention(second.q, second.k, second.v, second.bias);
       second.backward(b);
       first.backward(a);
       Tensor[] firstAfter = first.takeGrads();
@@ -226,10 +273,10 @@ class HookedBackwardTest {
     try (PointerScope scope = new PointerScope()) {
       HookedBackward.releaseAll();
       Case c = Case.of(40, 4, 4, new boolean[] {true, true, true});
-      c.backward(Kernels.recomputedAttention(c.q, c.k, c.v, c.bias));
+      c.backward(CenteredAttention.attention(c.q, c.k, c.v, c.bias));
       assertEquals(1, HookedBackward.open(), "the last forward until the next one");
       // a forward whose backward never runs, after one whose backward has run
-      Kernels.recomputedAttention(c.q, c.k, c.v, c.bias);
+      CenteredAttention.attention(c.q, c.k, c.v, c.bias);
       assertEquals(1, HookedBackward.open(), "the spent forward was freed by the next");
       CausalLm.releaseUnfinishedBackwards();
       assertEquals(0, HookedBackward.open(), "the unfinished one at the end of the step");
