@@ -1,6 +1,7 @@
 package dev.troupe.pipeline.train;
 
 import dev.troupe.pipeline.data.Batch;
+import dev.troupe.pipeline.engine.ComputeDtype;
 import dev.troupe.pipeline.engine.Torch;
 import dev.troupe.pipeline.lora.LoraParameters;
 import dev.troupe.pipeline.model.AllReduce;
@@ -141,7 +142,8 @@ public final class TrainStep {
 
   /**
    * Logits of at most this many FP32 values exist at a time in the head's forward and backward,
-   * unless the head is trained ({@link #TRAINED_HEAD_CHUNK_ROWS}).
+   * unless the head is trained ({@link #TRAINED_HEAD_CHUNK_ROWS}) or its products run in FP32
+   * ({@link #FP32_HEAD_CHUNK_ROWS}).
    */
   static final long HEAD_CHUNK_VALUES = 4L << 20; // 16 MiB
 
@@ -152,15 +154,26 @@ public final class TrainStep {
    * (bench-m, 32000 tokens of vocabulary) that traffic took ~13% of a full-fp32 step (`troupe
    * bench-run --mode full-fp32`: 166 against 188 tokens/s with 512 rows). The larger chunk's logits
    * (64 MiB there) are small beside what a trained head holds anyway: its FP32 gradient and two
-   * Adam moments, three times the weight. A frozen head (LoRA) keeps the small chunks: there the
-   * logits would set the peak.
+   * Adam moments, three times the weight. A frozen head (LoRA) in bf16 keeps the small chunks:
+   * there the logits would set the peak.
    */
   static final long TRAINED_HEAD_CHUNK_ROWS = 512;
+
+  /**
+   * Rows of a chunk at least where the head's products run in FP32 (FP32 compute, and fp16, whose
+   * products run in FP32 on the CPU). OpenBLAS packs the whole head weight again for every chunk:
+   * with 131-row chunks (bench-m) that packing was most of the 11% of a lora-fp32 profile in {@code
+   * sgemm_itcopy} (the peer's, with the whole batch's logits at once: 3.5%), and 512-row chunks ran
+   * 9-11% faster for 100 MiB more at the peak. In bf16 (oneDNN) larger chunks gained nothing
+   * measurable and would cost memory where the memory matters most.
+   */
+  static final long FP32_HEAD_CHUNK_ROWS = 512;
 
   /** The rows of the head's chunks for this model. */
   static long headChunkRows(CausalLm model) {
     long rows = Math.max(1, HEAD_CHUNK_VALUES / model.config().vocabSize());
-    return model.headTrained() ? Math.max(rows, TRAINED_HEAD_CHUNK_ROWS) : rows;
+    if (model.headTrained()) return Math.max(rows, TRAINED_HEAD_CHUNK_ROWS);
+    return model.dtype() == ComputeDtype.BF16 ? rows : Math.max(rows, FP32_HEAD_CHUNK_ROWS);
   }
 
   /**

@@ -155,14 +155,21 @@ class TrainStepTest {
   }
 
   @Test
-  void aTrainedHeadRunsInChunksOfAtLeast512Rows() throws Exception {
-    try (CausalLm lm = CausalLm.load(model, ComputeDtype.FP32, null)) {
-      long small = Math.max(1, TrainStep.HEAD_CHUNK_VALUES / model.config().vocabSize());
+  void aTrainedHeadOrOneWithFp32ProductsRunsInChunksOfAtLeast512Rows() throws Exception {
+    long small = Math.max(1, TrainStep.HEAD_CHUNK_VALUES / model.config().vocabSize());
+    try (CausalLm lm = CausalLm.load(model, ComputeDtype.BF16, null)) {
       assertFalse(lm.headTrained(), "a loaded model's head is frozen");
-      assertEquals(small, TrainStep.headChunkRows(lm));
+      assertEquals(small, TrainStep.headChunkRows(lm), "frozen, bf16");
+    }
+    for (ComputeDtype dtype : new ComputeDtype[] {ComputeDtype.FP32, ComputeDtype.FP16}) {
+      try (CausalLm lm = CausalLm.load(model, dtype, null)) {
+        assertEquals(Math.max(small, 512), TrainStep.headChunkRows(lm), "frozen, " + dtype);
+      }
+    }
+    try (CausalLm lm = CausalLm.load(model, ComputeDtype.BF16, null)) {
       lm.trainAllWeights();
       assertTrue(lm.headTrained(), "full fine-tuning trains the head");
-      assertEquals(Math.max(small, 512), TrainStep.headChunkRows(lm));
+      assertEquals(Math.max(small, 512), TrainStep.headChunkRows(lm), "trained, bf16");
     }
   }
 
