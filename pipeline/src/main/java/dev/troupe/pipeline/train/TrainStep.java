@@ -164,8 +164,9 @@ public final class TrainStep {
    * products run in FP32 on the CPU). OpenBLAS packs the whole head weight again for every chunk:
    * with 131-row chunks (bench-m) that packing was most of the 11% of a lora-fp32 profile in {@code
    * sgemm_itcopy} (the peer's, with the whole batch's logits at once: 3.5%), and 512-row chunks ran
-   * 9-11% faster for 100 MiB more at the peak. In bf16 (oneDNN) larger chunks gained nothing
-   * measurable and would cost memory where the memory matters most.
+   * 16% faster for 100 MiB more at the peak (lora-fp32, 3 alternating pairs: 321 against 276
+   * tokens/s). In bf16 (oneDNN) 32 MiB chunks gained nothing (lora-int8 714 against 715, lora-bf16
+   * 824 against 825) for 45 MiB more, where the memory matters most.
    */
   static final long FP32_HEAD_CHUNK_ROWS = 512;
 
