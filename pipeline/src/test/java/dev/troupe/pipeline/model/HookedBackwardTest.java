@@ -137,27 +137,26 @@ class HookedBackwardTest {
    */
   private static Tensor fp64Attention(Tensor q, Tensor k, Tensor v) {
     long group = q.size(1) / k.size(1);
-    Tensor q64 = q.to(ScalarType.Double);
-    Tensor k64 =
-        k.to(ScalarType.Double)
-            .repeat_interleave(
-                group,
-                new org.bytedeco.pytorch.LongOptional(1),
-                new org.bytedeco.pytorch.LongOptional());
-    Tensor v64 =
-        v.to(ScalarType.Double)
-            .repeat_interleave(
-                group,
-                new org.bytedeco.pytorch.LongOptional(1),
-                new org.bytedeco.pytorch.LongOptional());
+    Tensor k64 = perQueryHead64(k, group);
     Tensor scores =
         torch
-            .matmul(q64, k64.transpose(2, 3))
+            .matmul(q.to(ScalarType.Double), k64.transpose(2, 3))
             .mul(new Scalar(1.0 / Math.sqrt(q.size(3))))
             .add(Kernels.additiveMask(k, k, null, ScalarType.Double));
     return torch
-        .matmul(torch.softmax(scores, -1, new org.bytedeco.pytorch.ScalarTypeOptional()), v64)
+        .matmul(
+            torch.softmax(scores, -1, new org.bytedeco.pytorch.ScalarTypeOptional()),
+            perQueryHead64(v, group))
         .to(ScalarType.BFloat16);
+  }
+
+  /** {@code x} [b, kv, t, d] as FP64 [b, kv * group, t, d], each key/value head repeated. */
+  private static Tensor perQueryHead64(Tensor x, long group) {
+    return x.to(ScalarType.Double)
+        .repeat_interleave(
+            group,
+            new org.bytedeco.pytorch.LongOptional(1),
+            new org.bytedeco.pytorch.LongOptional());
   }
 
   /**
