@@ -13,8 +13,10 @@ final class DemoCommand implements Main.Command {
   public int run(List<String> argv, PrintStream out) throws Exception {
     Args args = Args.parse("demo", argv, Set.of("out", "precision", "steps"), Set.of());
     String precision = args.get("precision", "bf16");
-    if (!List.of("fp32", "bf16", "fp16").contains(precision)) {
-      throw new UsageException("demo: --precision must be fp32, bf16 or fp16");
+    if (!List.of("fp32", "bf16", "fp16", "int8", "nf4").contains(precision)) {
+      throw new UsageException(
+          "demo: --precision must be fp32, bf16, fp16, int8 or nf4 (LoRA in bf16 over a base held"
+              + " in that format)");
     }
     Demo demo =
         new Demo(

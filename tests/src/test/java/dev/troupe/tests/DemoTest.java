@@ -12,9 +12,10 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * The README's main job: the base model learns copy and reverse, then LoRA teaches it upper, which
- * it could not do before. Fine-tuned in bf16 and fp16 (after an FP32 warm-up), the eval loss is at
- * most 2% above fp32's, and each precision gets at least half of the held-out prompts right (300
- * fine-tuning steps, as the demo runs).
+ * it could not do before. Fine-tuned in bf16 and fp16 (after an FP32 warm-up), and in bf16 over the
+ * base held in INT8 ({@code troupe demo --precision int8}), the eval loss is at most 2% above
+ * fp32's, and each gets at least half of the held-out prompts right (300 fine-tuning steps, as the
+ * demo runs).
  *
  * <p>The loss bound is one-sided: reduced precision must not make fine-tuning worse, and 300 steps
  * of a tiny model cannot tell apart smaller differences in either direction. With the fine-tuning
@@ -31,23 +32,29 @@ class DemoTest {
     Demo.Result fp32 = demo.run("fp32", 300);
     Demo.Result bf16 = demo.run("bf16", 300);
     Demo.Result fp16 = demo.run("fp16", 300);
+    Demo.Result int8 = demo.run("int8", 300);
     System.out.printf(
-        "demo, 300 steps: exact match before %.1f%%, after fp32 %.1f%% / bf16 %.1f%% / fp16 %.1f%%;"
-            + " eval loss fp32 %.4f, bf16 %.4f (%+.2f%%), fp16 %.4f (%+.2f%%)%n",
+        "demo, 300 steps: exact match before %.1f%%, after fp32 %.1f%% / bf16 %.1f%% / fp16 %.1f%%"
+            + " / int8 %.1f%%; eval loss fp32 %.4f, bf16 %.4f (%+.2f%%), fp16 %.4f (%+.2f%%),"
+            + " int8 %.4f (%+.2f%%)%n",
         100 * fp32.accuracyBefore(),
         100 * fp32.accuracyAfter(),
         100 * bf16.accuracyAfter(),
         100 * fp16.accuracyAfter(),
+        100 * int8.accuracyAfter(),
         fp32.lossAfter(),
         bf16.lossAfter(),
         100 * (bf16.lossAfter() / fp32.lossAfter() - 1),
         fp16.lossAfter(),
-        100 * (fp16.lossAfter() / fp32.lossAfter() - 1));
+        100 * (fp16.lossAfter() / fp32.lossAfter() - 1),
+        int8.lossAfter(),
+        100 * (int8.lossAfter() / fp32.lossAfter() - 1));
     assertEquals(0.0, fp32.accuracyBefore(), "the base cannot do the task before fine-tuning");
-    for (Demo.Result r : new Demo.Result[] {fp32, bf16, fp16}) {
+    assertEquals(0.0, int8.accuracyBefore(), "nor can its INT8 form");
+    for (Demo.Result r : new Demo.Result[] {fp32, bf16, fp16, int8}) {
       assertTrue(r.accuracyAfter() >= 0.5, "fine-tuning taught the task: " + r.accuracyAfter());
     }
-    for (Demo.Result r : new Demo.Result[] {bf16, fp16}) {
+    for (Demo.Result r : new Demo.Result[] {bf16, fp16, int8}) {
       assertTrue(
           r.lossAfter() <= 1.02 * fp32.lossAfter(),
           "reduced precision ended more than 2% above fp32's eval loss: "

@@ -12,6 +12,7 @@ import dev.troupe.pipeline.model.CausalLm;
 import dev.troupe.pipeline.model.HfModel;
 import dev.troupe.pipeline.model.ModelConfig;
 import dev.troupe.pipeline.model.RandomInit;
+import dev.troupe.pipeline.quant.QuantFormat;
 import dev.troupe.pipeline.tokenizer.ByteLevelBpeTokenizerWriter;
 import dev.troupe.pipeline.tokenizer.TextTokenizer;
 import dev.troupe.pipeline.train.Evaluator;
@@ -142,8 +143,20 @@ public final class Demo {
     return base;
   }
 
-  /** Fine-tunes the base on {@code upper} in {@code precision} and measures it before and after. */
+  /**
+   * Fine-tunes the base on {@code upper} in {@code precision} and measures it before and after.
+   * {@code precision} is a compute dtype ({@code fp32}, {@code bf16}, {@code fp16}), or {@code
+   * int8} or {@code nf4}: LoRA in bf16 over the base's decoder layers held in that format, measured
+   * with the base held the same way.
+   */
   public Result run(String precision, long steps) throws IOException {
+    QuantFormat format =
+        precision.equals("int8") || precision.equals("nf4")
+            ? QuantFormat.parse(precision)
+            : QuantFormat.NONE;
+    String mode = format == QuantFormat.NONE ? precision : "bf16";
+    String quantization =
+        format == QuantFormat.NONE ? "" : "quantization { base = " + precision + " }";
     Path base = base();
     DemoData.writeTask(dir.resolve("task.jsonl"), 2000, 21);
     DemoData.writeTask(dir.resolve("task-eval.jsonl"), 64, 22);
@@ -159,6 +172,7 @@ public final class Demo {
             batch { global = 32, micro = 32, seq-len = 32 }
             steps = %d
             precision { mode = %s, fp32-warmup-steps = 20 }
+            %s
             checkpoint { every = 100, keep = 1 }
             eval { every = 100, max-new-tokens = 10 }
             output = "%s"
@@ -169,25 +183,28 @@ public final class Demo {
                     dir.resolve("task.jsonl"),
                     dir.resolve("task-eval.jsonl"),
                     steps,
-                    precision,
+                    mode,
+                    quantization,
                     output));
     out.println(
         "fine-tuning LoRA adapters on 'upper', a task the base has never seen (" + job + ")");
     new Trainer(JobConfig.load(job), out, terminal).run();
-    Evaluator.Result before = evaluate(base, null);
-    Evaluator.Result after = evaluate(base, output.resolve("adapter"));
+    Evaluator.Result before = evaluate(base, null, format);
+    Evaluator.Result after = evaluate(base, output.resolve("adapter"), format);
     return new Result(
         after.examples(), before.exactMatch(), after.exactMatch(), before.loss(), after.loss());
   }
 
   /**
-   * Eval loss and exact match on the held-out task prompts, in fp32, with or without an adapter.
+   * Eval loss and exact match on the held-out task prompts, in fp32, with or without an adapter,
+   * the decoder layers' weights held in {@code format} (as {@code troupe eval --quantize}).
    */
-  private Evaluator.Result evaluate(Path model, Path adapter) throws IOException {
+  private Evaluator.Result evaluate(Path model, Path adapter, QuantFormat format)
+      throws IOException {
     try (HfModel m = HfModel.open(model);
         TextTokenizer t = TextTokenizer.open(model);
         PeftAdapter a = adapter == null ? null : PeftAdapter.open(adapter);
-        CausalLm lm = CausalLm.load(m, ComputeDtype.FP32, a)) {
+        CausalLm lm = CausalLm.load(m, ComputeDtype.FP32, a, k -> format)) {
       JsonlDataset data =
           JsonlDataset.load(
               dir.resolve("task-eval.jsonl"),
