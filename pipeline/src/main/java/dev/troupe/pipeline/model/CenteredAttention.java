@@ -98,11 +98,10 @@ final class CenteredAttention {
     try (NoGradGuard noGrad = new NoGradGuard()) {
       qg = grouped(q, kv);
       keys = centred(grouped(k, kv), scale);
-      out =
-          forward(qg, keys, grouped(v, kv), bias, chunkBytes)
-              .view(q.size(0), q.size(1), q.size(2), -1);
+      Tensor vg = grouped(v, kv); // a copy where v is a transposed view: made once
+      out = forward(qg, keys, vg, bias, chunkBytes).view(q.size(0), q.size(1), q.size(2), -1);
       if (!grad) return out;
-      values = centred(grouped(v, kv), 1.0);
+      values = centred(vg, 1.0);
     }
     long[][] shapes = {q.sizes().vec().get(), k.sizes().vec().get(), v.sizes().vec().get()};
     return HookedBackward.attach(

@@ -56,7 +56,8 @@ public final class CausalLmLoss {
       throw new IllegalArgumentException("float32 logits expected, got " + logits.scalar_type());
     }
     Tensor valid = targets.ne(Torch.scalar(IGNORE));
-    Tensor index = targets.masked_fill(valid.logical_not(), Torch.scalar(0)).unsqueeze(1);
+    Tensor ignored = valid.logical_not();
+    Tensor index = targets.masked_fill(ignored, Torch.scalar(0)).unsqueeze(1);
     // log-probabilities in place, in log_softmax's order: (x - max) - log(sum(exp(x - max)))
     Tensor max = torch.amax(logits, new long[] {1}, true);
     logits.sub_(max);
@@ -65,7 +66,7 @@ public final class CausalLmLoss {
       logSum = exp.sum(new long[] {1}, true, new ScalarTypeOptional()).log_();
     }
     Tensor rowLoss = logSum.sub(logits.gather(1, index)).squeeze(1);
-    double sum = rowLoss.masked_fill(valid.logical_not(), Torch.scalar(0.0)).sum().item_double();
+    double sum = rowLoss.masked_fill(ignored, Torch.scalar(0.0)).sum().item_double();
     // log_softmax's backward for an output gradient of -weight at the target:
     // weight * exp(log p) - weight at the target
     Tensor rowWeight = valid.to(ScalarType.Float).mul_(Torch.scalar(weight)).unsqueeze(1);
