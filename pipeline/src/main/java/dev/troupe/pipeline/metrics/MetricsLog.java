@@ -29,6 +29,12 @@ import org.slf4j.LoggerFactory;
  * #close()} also fsyncs, against a crash of the machine). Opening with a resume step drops the
  * lines of steps after it, so a run resumed from a checkpoint never shows a step twice.
  *
+ * <p>Opening an existing file always replaces it (a new file renamed over the old one), even where
+ * no line is dropped. That fences off a writer of an earlier run that still holds the file open: a
+ * node that was frozen through a failover and wakes up with a commit in its mailbox writes its line
+ * into the replaced file, which no reader sees, instead of after this run's lines. (Follow the file
+ * with {@code tail -F}, which reopens it by name, not {@code tail -f}.)
+ *
  * <p>JSON has no NaN or infinities: such numbers are written as the strings {@code "NaN"}, {@code
  * "Infinity"} and {@code "-Infinity"}, which pandas and Python's {@code float()} read back. Thread-
  * safe.
@@ -54,8 +60,9 @@ public final class MetricsLog implements AutoCloseable {
   /**
    * Opens {@code file} for appending, creating it and its folder if needed. An existing file keeps
    * only the lines whose {@code "step"} is at most {@code resumeStep} (lines of any kind; a line
-   * without a numeric step is kept), rewritten atomically before anything is appended. A torn last
-   * line (a crash mid-write) and lines that are not JSON objects are dropped.
+   * without a numeric step is kept), and is replaced atomically by a new file with those lines
+   * before anything is appended. A torn last line (a crash mid-write) and lines that are not JSON
+   * objects are dropped.
    *
    * @param resumeStep the step of the checkpoint the run resumes from; 0 for a new run, which keeps
    *     only lines with a step of at most 0 (typically none)
@@ -122,7 +129,6 @@ public final class MetricsLog implements AutoCloseable {
     byte[] all = Files.readAllBytes(file);
     BigDecimal last = BigDecimal.valueOf(resumeStep);
     ByteArrayOutputStream kept = new ByteArrayOutputStream(all.length);
-    boolean changed = false;
     int dropped = 0;
     for (int start = 0; start < all.length; ) {
       int nl = start;
@@ -133,7 +139,6 @@ public final class MetricsLog implements AutoCloseable {
       String text = new String(all, start, nl - start, StandardCharsets.UTF_8);
       JsonNode line = parse(text);
       if (line == null) {
-        changed = true;
         if (!text.isBlank()) {
           if (terminated) {
             LOG.warn("{}: dropping a line that is not a JSON object: {}", file, shorten(text));
@@ -142,21 +147,17 @@ public final class MetricsLog implements AutoCloseable {
           }
         }
       } else if (stepOf(line) != null && stepOf(line).compareTo(last) > 0) {
-        changed = true;
         dropped++;
       } else {
         kept.write(all, start, nl - start);
         kept.write('\n');
-        changed |= !terminated;
       }
       start = nl + 1;
     }
-    if (changed) {
-      if (dropped > 0) {
-        LOG.info("{}: dropped {} lines after step {} to resume", file, dropped, resumeStep);
-      }
-      AtomicFile.write(file, kept.toByteArray());
+    if (dropped > 0) {
+      LOG.info("{}: dropped {} lines after step {} to resume", file, dropped, resumeStep);
     }
+    AtomicFile.write(file, kept.toByteArray()); // always a new file: see the class comment
   }
 
   /**
