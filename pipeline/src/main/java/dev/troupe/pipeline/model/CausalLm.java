@@ -384,7 +384,7 @@ public final class CausalLm implements AutoCloseable {
   public Tensor headLogits(Tensor normed) {
     if (head == null) throw new IllegalStateException("this stage holds no output head");
     Tensor out = Kernels.linear(normed, head, null);
-    if (out.scalar_type() == ScalarType.Float) return out;
+    if (out.scalar_type().value == ScalarType.Float.value) return out;
     Tensor logits = out.to(ScalarType.Float);
     out.close(); // freed now, not with the caller's scope (autograd keeps its own reference)
     return logits;

@@ -152,7 +152,7 @@ final class Linear implements AutoCloseable {
     if (lora != null) {
       Tensor a = lora.a();
       Tensor b = lora.b();
-      if (a.scalar_type() != x.scalar_type()) {
+      if (a.scalar_type().value != x.scalar_type().value) {
         a = a.to(x.scalar_type());
         b = b.to(x.scalar_type());
       }

@@ -86,7 +86,7 @@ public final class CausalLmLoss {
     Tensor shiftedLogits = logits.narrow(1, 0, seq - 1).reshape(-1, vocab);
     Tensor shiftedLabels = labels.narrow(1, 1, seq - 1).reshape(-1);
     Tensor input =
-        shiftedLogits.scalar_type() == ScalarType.Float
+        shiftedLogits.scalar_type().value == ScalarType.Float.value
             ? shiftedLogits
             : shiftedLogits.to(ScalarType.Float);
     return torch.cross_entropy_loss(
