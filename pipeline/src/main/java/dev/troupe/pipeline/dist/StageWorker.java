@@ -562,10 +562,7 @@ public final class StageWorker implements AutoCloseable {
         }
         trainable.optimizer().step(params, grads, lr);
       }
-      for (Tensor p : params) {
-        Tensor g = p.grad();
-        if (g.defined()) g.zero_();
-      }
+      for (Tensor p : params) p.mutable_grad().put(new Tensor()); // as TrainStep: dropped
     }
     summed.close();
     summed = null;

@@ -117,10 +117,10 @@ public final class TrainStep {
         }
         optimizer.step(params, grads, lr);
       }
-      for (Tensor p : params) {
-        Tensor g = p.grad();
-        if (g.defined()) g.zero_();
-      }
+      // drop the gradients (torch's zero_grad(set_to_none=True)): the next backward hands its
+      // first gradient of each parameter over instead of adding it to zeros, and they are not
+      // held through the next forward
+      for (Tensor p : params) p.mutable_grad().put(new Tensor());
       return new Result(tokens > 0 ? lossSum / tokens : 0.0, norm, tokens, !finite);
     }
   }
