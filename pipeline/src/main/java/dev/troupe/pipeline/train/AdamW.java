@@ -2,7 +2,6 @@ package dev.troupe.pipeline.train;
 
 import dev.troupe.pipeline.engine.Torch;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.Collections;
 import java.util.List;
 import org.bytedeco.javacpp.PointerScope;
@@ -120,12 +119,16 @@ public final class AdamW implements AutoCloseable {
     for (int i = 0; i < params.size(); i++) {
       Tensor p = params.get(i);
       Tensor g = grads.get(i);
-      if (!isFloat(p) || !isFloat(g)) return false;
-      if (!p.device().is_cpu() || !g.device().is_cpu()) return false;
-      if (!p.is_contiguous()
-          || !g.is_contiguous()
-          || !Arrays.equals(p.sizes().vec().get(), g.sizes().vec().get())) return false;
+      if (!isFloat(p) || !isFloat(g) || !p.is_cpu() || !g.is_cpu()) return false;
+      if (!p.is_contiguous() || !g.is_contiguous() || !sameShape(p, g)) return false;
     }
+    return true;
+  }
+
+  /** Compared size by size: no native size or device objects made per tensor per step. */
+  private static boolean sameShape(Tensor a, Tensor b) {
+    if (a.dim() != b.dim()) return false;
+    for (long d = 0; d < a.dim(); d++) if (a.size(d) != b.size(d)) return false;
     return true;
   }
 
