@@ -176,6 +176,21 @@ public final class Torch {
     return kept;
   }
 
+  /**
+   * Runs {@code body} in a {@link org.bytedeco.javacpp.PointerScope} of its own and gives its
+   * result to the caller's innermost scope: the handles of everything else it made are freed on
+   * return, not when the caller's scope closes. Where autograd saved one of them for the backward,
+   * its own reference keeps the tensor alive. Inside one decoder layer's scope the intermediates of
+   * bench-m's layer (lora-int8) came to 157 MiB at once, of which autograd kept 20.
+   */
+  public static Tensor scoped(java.util.function.Supplier<Tensor> body) {
+    Tensor out;
+    try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
+      out = keep(body.get());
+    }
+    return handOver(out);
+  }
+
   /** A scalar for libtorch's arithmetic. */
   public static Scalar scalar(double value) {
     return new Scalar(value);

@@ -1,5 +1,6 @@
 package dev.troupe.pipeline.model;
 
+import dev.troupe.pipeline.engine.Torch;
 import org.bytedeco.pytorch.Tensor;
 
 /**
@@ -37,12 +38,21 @@ final class Attention implements AutoCloseable {
   Tensor forward(Tensor x, Rotary rope, Tensor mask, AllReduce reduce) {
     long b = x.size(0);
     long t = x.size(1);
-    Tensor qh = rope.apply(q.forward(x).view(b, t, heads, headDim).transpose(1, 2));
-    Tensor kh = rope.apply(k.forward(x).view(b, t, kvHeads, headDim).transpose(1, 2));
-    Tensor vh = v.forward(x).view(b, t, kvHeads, headDim).transpose(1, 2);
-    // the engine's fused attention: causal unless a window mask is given; GQA without copying k/v
-    Tensor attn = Kernels.attention(qh, kh, vh, mask, heads != kvHeads);
-    Tensor out = o.forward(attn.transpose(1, 2).reshape(b, t, (long) heads * headDim));
+    // q, k, v are freed once attended (the kernel keeps what its backward needs)
+    Tensor attn =
+        Torch.scoped(
+            () -> {
+              Tensor qh = rope.apply(q.forward(x).view(b, t, heads, headDim).transpose(1, 2));
+              Tensor kh = rope.apply(k.forward(x).view(b, t, kvHeads, headDim).transpose(1, 2));
+              Tensor vh = v.forward(x).view(b, t, kvHeads, headDim).transpose(1, 2);
+              // the engine's fused attention: causal unless a window mask is given; GQA without
+              // copying k/v
+              return Kernels.attention(qh, kh, vh, mask, heads != kvHeads)
+                  .transpose(1, 2)
+                  .reshape(b, t, (long) heads * headDim);
+            });
+    Tensor out = o.forward(attn);
+    attn.close(); // o keeps it where its backward needs it
     out = TensorParallel.sum(out, reduce); // tensor-parallel seam: partial o_proj sums -> full
     if (oBias != null) out.add_(oBias);
     return out;

@@ -119,10 +119,13 @@ final class CenteredAttention {
 
   /** {@code scale (x - mean)} (bf16, rounded once) of x [n, s, d], the mean over s per n. */
   private static Tensor centred(Tensor x, double scale) {
-    Tensor x32 = x.to(ScalarType.Float);
-    x32.sub_(x32.mean(new long[] {1}, true, new ScalarTypeOptional()));
-    if (scale != 1.0) x32.mul_(new Scalar(scale));
-    return x32.to(BF16);
+    return Torch.scoped(
+        () -> {
+          Tensor x32 = x.to(ScalarType.Float);
+          x32.sub_(x32.mean(new long[] {1}, true, new ScalarTypeOptional()));
+          if (scale != 1.0) x32.mul_(new Scalar(scale));
+          return x32.to(BF16);
+        });
   }
 
   /** The bf16 probabilities of a chunk's queries over its centred, scaled keys. */
@@ -144,7 +147,7 @@ final class CenteredAttention {
   private static Tensor forward(Tensor q, Tensor keys, Tensor v, Tensor bias, long chunkBytes) {
     long n = q.size(0);
     long step = chunk(q, keys, chunkBytes);
-    if (step >= n) return torch.bmm(probabilities(q, keys, bias), v);
+    if (step >= n) return Torch.scoped(() -> torch.bmm(probabilities(q, keys, bias), v));
     Tensor out = empty(q);
     for (long c = 0; c < n; c += step) {
       long len = Math.min(step, n - c);

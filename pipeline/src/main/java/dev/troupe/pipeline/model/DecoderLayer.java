@@ -1,5 +1,6 @@
 package dev.troupe.pipeline.model;
 
+import dev.troupe.pipeline.engine.Torch;
 import dev.troupe.pipeline.lora.LoraTarget;
 import java.util.function.BiConsumer;
 import org.bytedeco.pytorch.Tensor;
@@ -34,10 +35,16 @@ final class DecoderLayer implements AutoCloseable {
   }
 
   Tensor forward(Tensor x, Rotary rope, Tensor mask, AllReduce reduce) {
-    // under tensor parallelism each branch's input gradient is a partial sum: mark() reduces it
-    Tensor a = attentionInput.mark(inputNorm.forward(x), reduce);
-    Tensor h = x.add(attention.forward(a, rope, mask, reduce));
-    return h.add(mlp.forward(mlpInput.mark(postAttentionNorm.forward(h), reduce), reduce));
+    // under tensor parallelism each branch's input gradient is a partial sum: mark() reduces it.
+    // Each branch's intermediates are freed when it returns, not with the layer.
+    Tensor h =
+        Torch.scoped(
+            () ->
+                x.add(
+                    attention.forward(
+                        attentionInput.mark(inputNorm.forward(x), reduce), rope, mask, reduce)));
+    return Torch.scoped(
+        () -> h.add(mlp.forward(mlpInput.mark(postAttentionNorm.forward(h), reduce), reduce)));
   }
 
   /** {@link #forward}, showing each linear layer's input to {@code sink}. */

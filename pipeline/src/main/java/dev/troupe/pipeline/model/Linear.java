@@ -145,8 +145,13 @@ final class Linear implements AutoCloseable {
     this.observer = observer;
   }
 
+  /** The layer's output; what it makes on the way (the LoRA branch, the hook's link) is freed. */
   Tensor forward(Tensor x) {
     if (observer != null) observer.accept(x);
+    return Torch.scoped(() -> compute(x));
+  }
+
+  private Tensor compute(Tensor x) {
     boolean hooked = quantized != null && GradMode.is_enabled() && x.requires_grad();
     Tensor y = hooked ? quantizedWithBackward(x) : base(x);
     if (lora != null) {

@@ -25,8 +25,9 @@ final class Mlp implements AutoCloseable {
   }
 
   Tensor forward(Tensor x, AllReduce reduce) {
-    Tensor h = swiglu(gate.forward(x), up.forward(x));
-    Tensor out = down.forward(h);
+    // gate's, up's and the product's handles are freed once down has run (the product's
+    // backward keeps gate's and up's outputs)
+    Tensor out = Torch.scoped(() -> down.forward(swiglu(gate.forward(x), up.forward(x))));
     out = TensorParallel.sum(out, reduce); // tensor-parallel seam
     if (downBias != null) out.add_(downBias);
     return out;

@@ -36,8 +36,7 @@ final class RmsNorm implements AutoCloseable {
   }
 
   Tensor forward(Tensor x) {
-    ScalarType in = x.scalar_type();
-    if (in == ScalarType.Float
+    if (x.scalar_type().value == ScalarType.Float.value
         || !GradMode.is_enabled()
         || !x.requires_grad()
         || weight.requires_grad()) {
@@ -51,13 +50,19 @@ final class RmsNorm implements AutoCloseable {
         y, new Tensor[] {x}, new Tensor[] {x}, (s, gradOut, wanted) -> backward(s[0], gradOut));
   }
 
-  /** The norm's operations as they are: under autograd, autograd keeps what they need. */
+  /**
+   * The norm's operations as they are: under autograd, autograd keeps what they need. Their FP32
+   * intermediates (four times the input's size in bf16) are freed on return.
+   */
   Tensor compute(Tensor x) {
-    ScalarType in = x.scalar_type();
-    Tensor xf = in == ScalarType.Float ? x : x.to(ScalarType.Float);
-    Tensor variance = xf.mul(xf).mean(new long[] {-1}, true, new ScalarTypeOptional());
-    Tensor normed = xf.mul(torch.rsqrt(variance.add(new Scalar(eps))));
-    return weight.mul(in == ScalarType.Float ? normed : normed.to(in));
+    return Torch.scoped(
+        () -> {
+          ScalarType in = x.scalar_type();
+          Tensor xf = x.to(ScalarType.Float); // x itself where it is FP32
+          Tensor variance = xf.mul(xf).mean(new long[] {-1}, true, new ScalarTypeOptional());
+          Tensor normed = xf.mul(torch.rsqrt(variance.add(new Scalar(eps))));
+          return weight.mul(normed.to(in));
+        });
   }
 
   private Tensor[] backward(Tensor x, Tensor gradOut) {

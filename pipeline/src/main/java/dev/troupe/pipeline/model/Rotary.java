@@ -36,18 +36,21 @@ final class Rotary {
     Tensor emb = torch.cat(new TensorVector(freqs, freqs), -1);
     Tensor cos = torch.cos(emb);
     Tensor sin = torch.sin(emb);
-    if (dtype != ScalarType.Float) {
+    if (dtype.value != ScalarType.Float.value) {
       cos = cos.to(dtype);
       sin = sin.to(dtype);
     }
     return new Rotary(cos, sin, d / 2);
   }
 
-  /** Rotates x of shape [batch, heads, seq, head_dim]. */
+  /** Rotates x of shape [batch, heads, seq, head_dim]; the intermediates are freed on return. */
   Tensor apply(Tensor x) {
-    Tensor x1 = x.narrow(-1, 0, half);
-    Tensor x2 = x.narrow(-1, half, half);
-    Tensor rotated = torch.cat(new TensorVector(torch.neg(x2), x1), -1);
-    return x.mul(cos).add(rotated.mul(sin));
+    return Torch.scoped(
+        () -> {
+          Tensor x1 = x.narrow(-1, 0, half);
+          Tensor x2 = x.narrow(-1, half, half);
+          Tensor rotated = torch.cat(new TensorVector(torch.neg(x2), x1), -1);
+          return x.mul(cos).add_(rotated.mul_(sin));
+        });
   }
 }
