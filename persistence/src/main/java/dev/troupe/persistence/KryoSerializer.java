@@ -20,13 +20,11 @@ import java.util.Map;
 import java.util.Set;
 import java.util.UUID;
 import java.util.function.Predicate;
-import java.util.function.ToIntFunction;
 import org.apache.pekko.actor.ActorRef;
 import org.apache.pekko.actor.ExtendedActorSystem;
 import org.apache.pekko.actor.typed.ActorRefResolver;
 import org.apache.pekko.actor.typed.javadsl.Adapter;
 import org.apache.pekko.serialization.JSerializer;
-import org.apache.pekko.serialization.Serialization;
 
 /**
  * Pekko serializer for {@link ClusterMessage}s over Kryo 5 (io.altoo's Pekko Kryo serializer is not
@@ -51,6 +49,7 @@ import org.apache.pekko.serialization.Serialization;
  *       huge allocation or a wrong object.
  * </ul>
  *
+ * The serializers for the built-in types and the length checks are in {@link WireSerializers}.
  * Kryo instances are not thread-safe; each call borrows one from a pool.
  */
 public final class KryoSerializer extends JSerializer {
@@ -267,21 +266,24 @@ public final class KryoSerializer extends JSerializer {
             TensorBytes.class)) {
       register(kryo, c, id++);
     }
-    kryo.register(UUID.class, new UuidSerializer(), id++);
+    kryo.register(UUID.class, new WireSerializers.UuidSerializer(), id++);
     Class<?> list = List.of().getClass();
-    kryo.register(list, new ImmutableCollectionSerializer(KryoSerializer::immutableList), id++);
+    kryo.register(
+        list,
+        new WireSerializers.ImmutableCollectionSerializer(WireSerializers::immutableList),
+        id++);
     resolver.family(c -> c.getName().startsWith("java.util.ImmutableCollections$List"), list);
     Class<?> map = Map.of().getClass();
-    kryo.register(map, new ImmutableMapSerializer(), id++);
+    kryo.register(map, new WireSerializers.ImmutableMapSerializer(), id++);
     resolver.family(c -> c.getName().startsWith("java.util.ImmutableCollections$Map"), map);
     Class<?> set = Set.of().getClass();
-    kryo.register(set, new ImmutableCollectionSerializer(Set::of), id++);
+    kryo.register(set, new WireSerializers.ImmutableCollectionSerializer(Set::of), id++);
     resolver.family(c -> c.getName().startsWith("java.util.ImmutableCollections$Set"), set);
-    kryo.register(ActorRef.class, new ClassicRefSerializer(system), id++);
+    kryo.register(ActorRef.class, new WireSerializers.ClassicRefSerializer(system), id++);
     resolver.family(ActorRef.class::isAssignableFrom, ActorRef.class);
     kryo.register(
         org.apache.pekko.actor.typed.ActorRef.class,
-        new TypedRefSerializer(ActorRefResolver.get(Adapter.toTyped(system))),
+        new WireSerializers.TypedRefSerializer(ActorRefResolver.get(Adapter.toTyped(system))),
         id++);
     resolver.family(
         org.apache.pekko.actor.typed.ActorRef.class::isAssignableFrom,
@@ -291,7 +293,8 @@ public final class KryoSerializer extends JSerializer {
     }
     Registration string = kryo.getRegistration(String.class);
     string.setSerializer(
-        new LengthChecked<>(string.getSerializer(), KryoSerializer::stringLength, "string"));
+        new WireSerializers.LengthChecked<>(
+            string.getSerializer(), WireSerializers::stringLength, "string"));
     return kryo;
   }
 
@@ -305,98 +308,12 @@ public final class KryoSerializer extends JSerializer {
     Serializer s = r.getSerializer();
     if (c.isArray()) {
       r.setSerializer(
-          new LengthChecked<>(
+          new WireSerializers.LengthChecked<>(
               s, in -> in.readVarInt(true) - 1, c.getComponentType().getSimpleName() + " array"));
     } else if (s.getClass() == CollectionSerializer.class) {
-      r.setSerializer(new CheckedCollectionSerializer());
+      r.setSerializer(new WireSerializers.CheckedCollectionSerializer());
     } else if (s.getClass() == MapSerializer.class) {
-      r.setSerializer(new CheckedMapSerializer());
-    }
-  }
-
-  /**
-   * {@code n}, when the rest of the message can hold {@code n} items of at least one byte each;
-   * else a {@link KryoException} saying so (a corrupt length must not allocate gigabytes).
-   */
-  private static int fits(int n, Input input, String what) {
-    int left = input.limit() - input.position();
-    if (n < 0 || n > left) {
-      throw new KryoException(
-          what + " of length " + n + " cannot fit in the " + left + " bytes left of the message");
-    }
-    return n;
-  }
-
-  /**
-   * The char count of the string at the input's position in Kryo's format: -1 for null, 0 for ASCII
-   * (its end is marked in the bytes, nothing is allocated ahead).
-   */
-  private static int stringLength(Input in) {
-    return in.readVarIntFlag() ? in.readVarIntFlag(true) - 1 : 0;
-  }
-
-  /** Reads a string written by {@link Output#writeString}, its length checked first. */
-  private static String readString(Input input) {
-    int start = input.position();
-    int n = stringLength(input); // -1 for null
-    if (n > 0) fits(n, input, "string");
-    input.setPosition(start);
-    return input.readString();
-  }
-
-  /**
-   * Wraps a serializer whose data starts with a length: reads the length, checks that it {@link
-   * #fits}, rewinds and lets the wrapped serializer read as usual. The bytes are unchanged.
-   */
-  private static final class LengthChecked<T> extends Serializer<T> {
-    private final Serializer<T> inner;
-    private final ToIntFunction<Input> length;
-    private final String what;
-
-    LengthChecked(Serializer<T> inner, ToIntFunction<Input> length, String what) {
-      super(inner.getAcceptsNull(), inner.isImmutable());
-      this.inner = inner;
-      this.length = length;
-      this.what = what;
-    }
-
-    @Override
-    public void write(Kryo kryo, Output output, T object) {
-      inner.write(kryo, output, object);
-    }
-
-    @Override
-    public T read(Kryo kryo, Input input, Class<? extends T> type) {
-      int start = input.position();
-      int n = length.applyAsInt(input); // -1 for null
-      if (n > 0) fits(n, input, what);
-      input.setPosition(start);
-      return inner.read(kryo, input, type);
-    }
-
-    @Override
-    public T copy(Kryo kryo, T original) {
-      return inner.copy(kryo, original);
-    }
-  }
-
-  /** Kryo's collection serializer, its size checked before the collection is made. */
-  @SuppressWarnings("rawtypes")
-  private static final class CheckedCollectionSerializer
-      extends CollectionSerializer<java.util.Collection> {
-    @Override
-    protected java.util.Collection create(
-        Kryo kryo, Input input, Class<? extends java.util.Collection> type, int size) {
-      return super.create(kryo, input, type, fits(size, input, type.getName()));
-    }
-  }
-
-  /** Kryo's map serializer, its size checked before the map is made. */
-  @SuppressWarnings("rawtypes")
-  private static final class CheckedMapSerializer extends MapSerializer<Map> {
-    @Override
-    protected Map create(Kryo kryo, Input input, Class<? extends Map> type, int size) {
-      return super.create(kryo, input, type, fits(size, input, type.getName()));
+      r.setSerializer(new WireSerializers.CheckedMapSerializer());
     }
   }
 
@@ -425,137 +342,6 @@ public final class KryoSerializer extends JSerializer {
     @Override
     protected Registration readName(Input input) {
       throw new KryoException("a class name on the wire (only registered classes are accepted)");
-    }
-  }
-
-  private static final class ClassicRefSerializer extends Serializer<ActorRef> {
-    private final ExtendedActorSystem system;
-
-    ClassicRefSerializer(ExtendedActorSystem system) {
-      this.system = system;
-      setImmutable(true);
-    }
-
-    @Override
-    public void write(Kryo kryo, Output output, ActorRef ref) {
-      output.writeString(Serialization.serializedActorPath(ref));
-    }
-
-    @Override
-    public ActorRef read(Kryo kryo, Input input, Class<? extends ActorRef> type) {
-      return system.provider().resolveActorRef(readString(input));
-    }
-  }
-
-  @SuppressWarnings("rawtypes")
-  private static final class TypedRefSerializer
-      extends Serializer<org.apache.pekko.actor.typed.ActorRef> {
-    private final ActorRefResolver resolver;
-
-    TypedRefSerializer(ActorRefResolver resolver) {
-      this.resolver = resolver;
-      setImmutable(true);
-    }
-
-    @Override
-    @SuppressWarnings("unchecked")
-    public void write(Kryo kryo, Output output, org.apache.pekko.actor.typed.ActorRef ref) {
-      output.writeString(resolver.toSerializationFormat(ref));
-    }
-
-    @Override
-    public org.apache.pekko.actor.typed.ActorRef read(
-        Kryo kryo, Input input, Class<? extends org.apache.pekko.actor.typed.ActorRef> type) {
-      return resolver.resolveActorRef(readString(input));
-    }
-  }
-
-  private static final class UuidSerializer extends Serializer<UUID> {
-    UuidSerializer() {
-      setImmutable(true);
-    }
-
-    @Override
-    public void write(Kryo kryo, Output output, UUID id) {
-      output.writeLong(id.getMostSignificantBits());
-      output.writeLong(id.getLeastSignificantBits());
-    }
-
-    @Override
-    public UUID read(Kryo kryo, Input input, Class<? extends UUID> type) {
-      return new UUID(input.readLong(), input.readLong());
-    }
-  }
-
-  /** Reads a size written by a collection serializer, refusing nonsense before allocating. */
-  private static int size(Input input) {
-    return fits(input.readVarInt(true), input, "collection");
-  }
-
-  /**
-   * {@code List.of(items)}, or, when an item is null (lists from {@code Stream.toList()} may hold
-   * nulls), the same kind of unmodifiable list that {@code Stream.toList()} makes.
-   */
-  private static java.util.Collection<Object> immutableList(Object[] items) {
-    for (Object item : items) {
-      if (item == null) return java.util.Arrays.stream(items).toList();
-    }
-    return List.of(items);
-  }
-
-  /** {@code List.of}/{@code Set.of} collections: the elements, rebuilt through {@code make}. */
-  @SuppressWarnings("rawtypes")
-  private static final class ImmutableCollectionSerializer
-      extends Serializer<java.util.Collection> {
-    private final java.util.function.Function<Object[], java.util.Collection> make;
-
-    ImmutableCollectionSerializer(
-        java.util.function.Function<Object[], java.util.Collection> make) {
-      this.make = make;
-      setImmutable(true);
-    }
-
-    @Override
-    public void write(Kryo kryo, Output output, java.util.Collection items) {
-      output.writeVarInt(items.size(), true);
-      for (Object e : items) kryo.writeClassAndObject(output, e);
-    }
-
-    @Override
-    public java.util.Collection read(
-        Kryo kryo, Input input, Class<? extends java.util.Collection> type) {
-      Object[] items = new Object[size(input)];
-      for (int i = 0; i < items.length; i++) items[i] = kryo.readClassAndObject(input);
-      return make.apply(items);
-    }
-  }
-
-  @SuppressWarnings({"rawtypes", "unchecked"})
-  private static final class ImmutableMapSerializer extends Serializer<Map> {
-    ImmutableMapSerializer() {
-      setImmutable(true);
-    }
-
-    @Override
-    public void write(Kryo kryo, Output output, Map map) {
-      output.writeVarInt(map.size(), true);
-      for (Object o : map.entrySet()) {
-        Map.Entry e = (Map.Entry) o;
-        kryo.writeClassAndObject(output, e.getKey());
-        kryo.writeClassAndObject(output, e.getValue());
-      }
-    }
-
-    @Override
-    public Map read(Kryo kryo, Input input, Class<? extends Map> type) {
-      int n = size(input);
-      Map.Entry[] entries = new Map.Entry[n];
-      for (int i = 0; i < n; i++) {
-        Object k = kryo.readClassAndObject(input);
-        Object v = kryo.readClassAndObject(input);
-        entries[i] = Map.entry(k, v);
-      }
-      return Map.ofEntries(entries);
     }
   }
 }
