@@ -16,11 +16,11 @@ final class PlanExplanation {
    * {@code next} is the runner-up that fits (null if none) and {@code single} the one-device plan.
    */
   static Planner.Choice choice(
-      Planner.Evaluation e,
+      PlanCost.Evaluation e,
       String how,
       int registered,
-      Planner.Evaluation next,
-      Planner.Evaluation single) {
+      PlanCost.Evaluation next,
+      PlanCost.Evaluation single) {
     Plan p = e.plan;
     StringBuilder sb = new StringBuilder();
     sb.append("plan ")
@@ -48,7 +48,7 @@ final class PlanExplanation {
           .append(" per microbatch, ")
           .append(bytes(e.stageBytes[s]))
           .append(" of ")
-          .append(bytes(e.stageCapacity[s] / Planner.USABLE_MEMORY))
+          .append(bytes(e.stageCapacity[s] / PlanCost.USABLE_MEMORY))
           .append(p.tp() > 1 ? " per shard" : "")
           .append('\n');
     }
@@ -87,7 +87,7 @@ final class PlanExplanation {
   }
 
   /** {@code 1×1×2 (est. 1.6× slower)}. */
-  private static String slower(Planner.Evaluation o, Planner.Evaluation e) {
+  private static String slower(PlanCost.Evaluation o, PlanCost.Evaluation e) {
     return shape(o.plan)
         + " (est. "
         + String.format(Locale.ROOT, "%.2f", o.stepSeconds / e.stepSeconds)

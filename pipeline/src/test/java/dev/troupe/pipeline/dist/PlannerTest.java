@@ -83,7 +83,7 @@ class PlannerTest {
 
   /** Memory the single-device plan needs, per the cost model. */
   static double wholeModelBytes(Workload w) {
-    return Planner.evaluate(w, 1, 1, 1, devices(1, 1L << 50)).stageBytes[0];
+    return PlanCost.evaluate(w, 1, 1, 1, devices(1, 1L << 50)).stageBytes[0];
   }
 
   @ParameterizedTest(name = "pp={0}")
@@ -172,7 +172,7 @@ class PlannerTest {
   @CsvSource({"2, 0.8", "4, 0.6", "4, 0.35", "8, 0.3"})
   void aDeviceTooSmallForTheWholeModelForcesASplit(int registered, double share) {
     Workload w = SMALL_BATCH;
-    long memory = (long) (wholeModelBytes(w) / Planner.USABLE_MEMORY * share);
+    long memory = (long) (wholeModelBytes(w) / PlanCost.USABLE_MEMORY * share);
     List<Device> devices = devices(registered, memory);
     assertThrows(
         IllegalArgumentException.class,
@@ -181,11 +181,11 @@ class PlannerTest {
     Choice c = plan(w, ParallelSettings.AUTO, devices);
     Plan p = c.plan();
     assertTrue(p.pp() > 1 || p.tp() > 1, p.toString());
-    Planner.Evaluation e = Planner.evaluate(w, p.pp(), p.tp(), p.dp(), devices);
+    PlanCost.Evaluation e = PlanCost.evaluate(w, p.pp(), p.tp(), p.dp(), devices);
     assertNull(e.unfit);
     assertEquals(p, e.plan);
     for (int s = 0; s < p.pp(); s++) {
-      assertTrue(e.stageBytes[s] <= memory * Planner.USABLE_MEMORY, "stage " + s);
+      assertTrue(e.stageBytes[s] <= memory * PlanCost.USABLE_MEMORY, "stage " + s);
     }
     assertTrue(c.explanation().contains("chosen over 1×1×1, which does not fit"), c.explanation());
   }
@@ -195,7 +195,7 @@ class PlannerTest {
     // Two stages where the first device is small: the balanced cut would not fit it.
     Workload w = SMALL_BATCH;
     double whole = wholeModelBytes(w);
-    long small = (long) (whole * 0.3 / Planner.USABLE_MEMORY);
+    long small = (long) (whole * 0.3 / PlanCost.USABLE_MEMORY);
     List<Device> devices =
         List.of(new Device("cpu:0", "n1", small, 8), new Device("cpu:1", "n1", GIB, 8));
     Choice c = plan(w, ParallelSettings.fixed(2, 1, 1), devices);
@@ -314,7 +314,7 @@ class PlannerTest {
     Workload int8 =
         new Workload(EIGHT, 16, 1, 8, 8, List.of(LoraTarget.Q_PROJ, LoraTarget.V_PROJ), 1, 4);
     assertTrue(wholeModelBytes(int8) < wholeModelBytes(fp32));
-    Planner.Evaluation e = Planner.evaluate(fp32, 1, 1, 1, devices(1, GIB));
+    PlanCost.Evaluation e = PlanCost.evaluate(fp32, 1, 1, 1, devices(1, GIB));
     assertNotNull(e.plan);
   }
 }
