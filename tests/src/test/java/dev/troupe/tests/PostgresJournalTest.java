@@ -171,10 +171,15 @@ class PostgresJournalTest {
    * Waits until {@code metrics} (written on this machine) has a step past {@code step} and returns
    * the seconds since {@code since} (System.nanoTime), with the replan line printed.
    */
-  private static double pastStep(Path metrics, long step, long since) throws Exception {
+  private double pastStep(Path metrics, long step, long since) throws Exception {
     long deadline = since + TimeUnit.SECONDS.toNanos(180);
     while (TrainingJobs.lastStep(metrics) <= step) {
-      if (System.nanoTime() > deadline) fail("the job never got past step " + step);
+      if (System.nanoTime() > deadline) {
+        // the nodes' logs go with the test's directory: keep what they said in the failure
+        StringBuilder logs = new StringBuilder();
+        for (Nodes.Node n : nodes) logs.append('\n').append(n.report());
+        fail("the job never got past step " + step + logs);
+      }
       Thread.sleep(20);
     }
     return (System.nanoTime() - since) / 1e9;
