@@ -1,5 +1,7 @@
 package dev.troupe.pipeline.dist;
 
+import dev.troupe.pipeline.dist.Planner.Device;
+import dev.troupe.pipeline.dist.Planner.Workload;
 import dev.troupe.pipeline.lora.LoraTarget;
 import dev.troupe.pipeline.model.ModelConfig;
 import java.util.ArrayList;
@@ -71,14 +73,13 @@ final class PlanCost {
    * The devices of a {@code pp × tp × dp} plan, in rank order: the first {@code pp·tp·dp}, except
    * that with {@code tp > 1} each stage's shards are taken from one node where the nodes allow.
    */
-  static List<Planner.Device> assign(List<Planner.Device> devices, int pp, int tp, int dp) {
+  static List<Device> assign(List<Device> devices, int pp, int tp, int dp) {
     int k = pp * tp * dp;
     if (tp > 1) {
-      Map<String, List<Planner.Device>> byNode = new LinkedHashMap<>();
-      for (Planner.Device d : devices)
-        byNode.computeIfAbsent(d.node(), x -> new ArrayList<>()).add(d);
-      List<Planner.Device> out = new ArrayList<>();
-      for (List<Planner.Device> node : byNode.values()) {
+      Map<String, List<Device>> byNode = new LinkedHashMap<>();
+      for (Device d : devices) byNode.computeIfAbsent(d.node(), x -> new ArrayList<>()).add(d);
+      List<Device> out = new ArrayList<>();
+      for (List<Device> node : byNode.values()) {
         for (int g = 0; g + tp <= node.size() && out.size() < k; g += tp) {
           out.addAll(node.subList(g, g + tp));
         }
@@ -102,7 +103,7 @@ final class PlanCost {
     final double headActivations; // per token
     final double dequantBytes; // one dequantized weight, 0 when not quantized
 
-    Costs(Planner.Workload w, int tp) {
+    Costs(Workload w, int tp) {
       ModelConfig m = w.model();
       double h = m.hiddenSize();
       double q = (double) m.numHeads() * m.headDim();
@@ -154,7 +155,7 @@ final class PlanCost {
   /** A plan with its devices and estimates, or why it does not fit. */
   static final class Evaluation {
     Plan plan;
-    List<Planner.Device> devices;
+    List<Device> devices;
     int microbatches;
     double stepSeconds;
     double[] stageSeconds; // per microbatch, compute and communication
@@ -166,8 +167,8 @@ final class PlanCost {
   }
 
   /** Balances and estimates {@code pp × tp × dp} on the devices {@link #assign} gives it. */
-  static Evaluation evaluate(Planner.Workload w, int pp, int tp, int dp, List<Planner.Device> all) {
-    List<Planner.Device> devices = assign(all, pp, tp, dp);
+  static Evaluation evaluate(Workload w, int pp, int tp, int dp, List<Device> all) {
+    List<Device> devices = assign(all, pp, tp, dp);
     Plan shape = new Plan(pp, tp, dp, evenBoundaries(pp, w.model().numLayers()));
     Costs c = new Costs(w, tp);
     int m = w.globalBatch() / (dp * w.microBatch());
@@ -176,7 +177,7 @@ final class PlanCost {
 
     double[] speed = new double[pp];
     double[] capacity = new double[pp];
-    Planner.Device[] smallest = new Planner.Device[pp];
+    Device[] smallest = new Device[pp];
     double[] fixedSeconds = new double[pp];
     double[] perLayerSeconds = new double[pp];
     for (int s = 0; s < pp; s++) {
@@ -184,7 +185,7 @@ final class PlanCost {
       capacity[s] = Double.POSITIVE_INFINITY;
       for (int r = 0; r < dp; r++) {
         for (int k = 0; k < tp; k++) {
-          Planner.Device d = devices.get(shape.rankOf(s, k, r));
+          Device d = devices.get(shape.rankOf(s, k, r));
           threads = Math.min(threads, d.threads());
           if (d.memoryBytes() * USABLE_MEMORY < capacity[s]) {
             capacity[s] = d.memoryBytes() * USABLE_MEMORY;
@@ -334,7 +335,7 @@ final class PlanCost {
   }
 
   /** Whether every tensor group of stage {@code s} lies on one node. */
-  private static boolean tpLink(Plan p, List<Planner.Device> devices, int s) {
+  private static boolean tpLink(Plan p, List<Device> devices, int s) {
     for (int r = 0; r < p.dp(); r++) {
       String node = devices.get(p.rankOf(s, 0, r)).node();
       for (int k = 1; k < p.tp(); k++) {
@@ -345,7 +346,7 @@ final class PlanCost {
   }
 
   /** Whether every replica group of stage {@code s} lies on one node. */
-  private static boolean dpLink(Plan p, List<Planner.Device> devices, int s) {
+  private static boolean dpLink(Plan p, List<Device> devices, int s) {
     for (int k = 0; k < p.tp(); k++) {
       String node = devices.get(p.rankOf(s, k, 0)).node();
       for (int r = 1; r < p.dp(); r++) {
@@ -356,7 +357,7 @@ final class PlanCost {
   }
 
   /** Whether stages {@code a} and {@code b} send to each other within nodes only. */
-  private static boolean sameNode(Plan p, List<Planner.Device> devices, int a, int b) {
+  private static boolean sameNode(Plan p, List<Device> devices, int a, int b) {
     for (int r = 0; r < p.dp(); r++) {
       for (int k = 0; k < p.tp(); k++) {
         String na = devices.get(p.rankOf(a, k, r)).node();
