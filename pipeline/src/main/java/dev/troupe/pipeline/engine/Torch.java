@@ -3,6 +3,7 @@ package dev.troupe.pipeline.engine;
 import dev.troupe.pipeline.safetensors.DType;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.util.function.Supplier;
 import org.bytedeco.javacpp.BytePointer;
 import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.javacpp.LongPointer;
@@ -31,21 +32,6 @@ public final class Torch {
   /** Makes sure libtorch is loaded (safely, see {@link Natives}). */
   public static void init() {
     // the static initializer did the work
-  }
-
-  /**
-   * Sizes OpenBLAS's thread pool for the dtype a CPU model computes in. libtorch runs FP32 products
-   * (and the FP32 copies fp16 products are computed from) through OpenBLAS, whose worker threads
-   * spin between calls, and everything else through its OpenMP pool. In bf16 the few FP32 products
-   * left (the flash-attention kernel long sequences fall back to, see {@code Kernels}) are small
-   * and run inside libtorch's own parallel loops: there OpenBLAS runs on the calling thread alone,
-   * because its spinning workers otherwise took up to 45% of a 2-core machine's samples away from
-   * the bf16 work (perf, bench-s lora-bf16: 3000 against 4200 tokens/s). The pool is per process:
-   * the last model loaded sets it.
-   */
-  public static void sizeBlasThreads(ComputeDtype dtype) {
-    int threads = dtype == ComputeDtype.BF16 ? 1 : torch.get_num_threads();
-    org.bytedeco.openblas.global.openblas_nolapack.blas_set_num_threads(threads);
   }
 
   /**
@@ -183,7 +169,7 @@ public final class Torch {
    * its own reference keeps the tensor alive. Inside one decoder layer's scope the intermediates of
    * bench-m's layer (lora-int8) came to 157 MiB at once, of which autograd kept 20.
    */
-  public static Tensor scoped(java.util.function.Supplier<Tensor> body) {
+  public static Tensor scoped(Supplier<Tensor> body) {
     Tensor out;
     try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
       out = keep(body.get());

@@ -1,5 +1,6 @@
 package dev.troupe.pipeline.model;
 
+import dev.troupe.pipeline.engine.BlasThreads;
 import dev.troupe.pipeline.engine.ComputeDtype;
 import dev.troupe.pipeline.engine.Torch;
 import dev.troupe.pipeline.lora.LoraKey;
@@ -110,7 +111,7 @@ public final class CausalLm implements AutoCloseable {
       PeftAdapter adapter,
       Function<LoraKey, QuantFormat> quantization)
       throws ModelFormatException {
-    Torch.sizeBlasThreads(dtype);
+    BlasThreads.size(dtype);
     return new ModelLoader(config, weights, dtype, shard, adapter, quantization).load(stage);
   }
 

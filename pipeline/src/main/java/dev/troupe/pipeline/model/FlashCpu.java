@@ -1,5 +1,6 @@
 package dev.troupe.pipeline.model;
 
+import dev.troupe.pipeline.engine.BlasThreads;
 import dev.troupe.pipeline.engine.Torch;
 import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.Dispatcher;
@@ -12,21 +13,25 @@ import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
 /**
- * Causal bf16 attention on the CPU through libtorch's FP32 flash-attention kernel, with a backward
- * of its own that keeps the bf16 q, k and v: the form {@link Kernels} uses where one head's score
- * matrix is too large for {@link CenteredAttention} (long sequences). The kernel ({@code
+ * Causal attention on the CPU through libtorch's FP32 flash-attention kernel, with a backward of
+ * its own: the form {@link Kernels} uses in FP32 and fp16, and in bf16 where one head's score
+ * matrix is too large for {@link CenteredAttention} (long sequences). In FP32 and fp16 it computes
+ * what libtorch's {@code scaled_dot_product_attention} computes (the same kernel, to the bit), but
+ * runs the kernel with OpenBLAS on each of its threads alone ({@link BlasThreads#onCallingThread}):
+ * the kernel multiplies block by block inside its own parallel loop, and through autograd each of
+ * those products split itself over OpenBLAS's workers again. The kernel ({@code
  * aten::_scaled_dot_product_flash_attention_for_cpu} and its backward, which the Java bindings do
  * not name, so they are called through the dispatcher) works block by block with an online softmax
  * and skips the blocks above the diagonal; its scores, probabilities and products stay FP32, and no
  * probability matrix is ever formed. At bench-m's size (4 × 16 heads × 256 × 64, forward and
  * backward) it takes 31 ms on the 2-core AMX machine, where {@link CenteredAttention} takes 16.
  *
- * <p>Autograd through the kernel would keep FP32 copies of q, k and v; this keeps the bf16 inputs,
- * the FP32 output and the row log-sum-exps, and makes the FP32 copies again in the backward. The
- * output stays FP32 because the backward forms {@code sum(dO * O)} from it, a value the softmax
- * backward subtracts from {@code dO v^T}, where a bf16 rounding loses the small differences between
- * keys (see {@link CenteredAttention}). Grouped-query heads: k and v are repeated per query head
- * for the kernel, and their gradients summed over each group.
+ * <p>In bf16, autograd through the kernel would keep FP32 copies of q, k and v; this keeps the bf16
+ * inputs, the FP32 output and the row log-sum-exps, and makes the FP32 copies again in the
+ * backward. The output stays FP32 because the backward forms {@code sum(dO * O)} from it, a value
+ * the softmax backward subtracts from {@code dO v^T}, where a bf16 rounding loses the small
+ * differences between keys (see {@link CenteredAttention}). Grouped-query heads: k and v are
+ * repeated per query head for the kernel, and their gradients summed over each group.
  */
 final class FlashCpu {
   private FlashCpu() {}
@@ -51,24 +56,31 @@ final class FlashCpu {
     return FORWARD != null && BACKWARD != null;
   }
 
-  /** Causal attention of bf16 q [b, heads, t, d] over k, v [b, kvHeads, t, d]; bf16 output. */
+  /**
+   * Causal attention of q [b, heads, t, d] over k, v [b, kvHeads, t, d] (bf16, fp16 or FP32), the
+   * output in q's dtype. The kernel runs with OpenBLAS on each calling thread alone ({@link
+   * BlasThreads.onCallingThread}): it multiplies block by block inside its own parallel loop.
+   */
   static Tensor attention(Tensor q, Tensor k, Tensor v) {
+    ScalarType dtype = q.scalar_type();
     boolean grad =
         GradMode.is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
     if (!grad) {
       try (NoGradGuard noGrad = new NoGradGuard()) {
-        return forward(q, k, v)[0].to(ScalarType.BFloat16);
+        return BlasThreads.onCallingThread(() -> forward(q, k, v))[0].to(dtype);
       }
     }
     Tensor[] r;
     try (NoGradGuard noGrad = new NoGradGuard()) {
-      r = forward(q, k, v);
+      r = BlasThreads.onCallingThread(() -> forward(q, k, v));
     }
     return HookedBackward.attach(
-        r[0].to(ScalarType.BFloat16),
+        r[0].to(dtype),
         new Tensor[] {q, k, v},
         new Tensor[] {q, k, v, r[0], r[1]},
-        (s, gradOut, wanted) -> backward(s[0], s[1], s[2], s[3], s[4], gradOut, wanted));
+        (s, gradOut, wanted) ->
+            BlasThreads.onCallingThread(
+                () -> backward(s[0], s[1], s[2], s[3], s[4], gradOut, wanted)));
   }
 
   /** {@code x} [b, kv, t, d] as FP32 [b, kv * group, t, d], each key/value head repeated. */
@@ -119,7 +131,7 @@ final class FlashCpu {
         if (i > 0 && group > 1) {
           g = g.reshape(k.size(0), k.size(1), group, k.size(2), k.size(3)).sum(new long[] {2});
         }
-        grads[i] = Torch.keep(g.to(ScalarType.BFloat16));
+        grads[i] = Torch.keep(g.to(q.scalar_type()));
       }
     }
     return grads;

@@ -15,12 +15,13 @@ import org.bytedeco.pytorch.global.torch.ScalarType;
  * kernel in bf16 or fp16 is 8-15 times slower than in FP32 (4 × 8 heads × 256 × 64: 72 ms against
  * 8.5 ms forward; 145 ms against 40 ms with backward). So on a CPU fp16 products are computed from
  * FP32 copies of their operands and rounded back (as PyTorch's own CPU autocast falls back), and
- * fp16 attention runs fused in FP32. bf16 attention runs spelled out in bf16 products with its keys
- * and values centred first ({@link CenteredAttention}), which keeps it as precise as the inputs'
- * bf16 rounding allows where transformers' eager form, rounding the same products, loses the q and
- * k gradients; where one head's score matrix would be too large for that form, causal attention
- * runs through libtorch's FP32 flash kernel ({@link FlashCpu}). On CUDA everything runs fused in
- * the compute dtype.
+ * fp16 attention runs fused in FP32: causal FP32 and fp16 attention through {@link FlashCpu}, the
+ * kernel libtorch would pick, with its OpenBLAS products kept on its own threads. bf16 attention
+ * runs spelled out in bf16 products with its keys and values centred first ({@link
+ * CenteredAttention}), which keeps it as precise as the inputs' bf16 rounding allows where
+ * transformers' eager form, rounding the same products, loses the q and k gradients; where one
+ * head's score matrix would be too large for that form, causal attention runs through libtorch's
+ * FP32 flash kernel ({@link FlashCpu}). On CUDA everything runs fused in the compute dtype.
  */
 final class Kernels {
   private Kernels() {}
@@ -63,6 +64,14 @@ final class Kernels {
         return CenteredAttention.attention(q, k, v, additiveMask(q, k, mask, dtype));
       }
       if (mask == null && FlashCpu.available()) return FlashCpu.attention(q, k, v);
+    }
+    // FP32 and fp16, causal: libtorch's FP32 flash kernel, as scaled_dot_product_attention would
+    // pick, but with OpenBLAS on each of the kernel's threads alone (see FlashCpu)
+    if (!q.is_cuda()
+        && mask == null
+        && (dtype.value == ScalarType.Float.value || dtype.value == ScalarType.Half.value)
+        && FlashCpu.available()) {
+      return FlashCpu.attention(q, k, v);
     }
     // fp16 on the CPU: FP32 (the fused fp16 kernel is slow)
     if (!q.is_cuda() && dtype.value == ScalarType.Half.value) {

@@ -187,6 +187,75 @@ class HookedBackwardTest {
     }
   }
 
+  /**
+   * FP32 and fp16 causal attention through {@link FlashCpu} (the kernel's OpenBLAS products on each
+   * calling thread alone) against libtorch's own {@code scaled_dot_product_attention} under
+   * autograd, which picks the same kernel with OpenBLAS splitting every product: the same output
+   * and gradients, bit for bit. The size is bench-m's head shape, so that the kernel's products are
+   * large enough for OpenBLAS to split.
+   */
+  @ParameterizedTest(name = "flash {0}, heads {1}/{2}")
+  @CsvSource({"Float, 4, 4", "Float, 4, 2", "Half, 4, 4"})
+  void flashAttentionInFp32AndFp16IsLibtorchsOwnToTheBit(String type, int heads, int kvHeads) {
+    ScalarType dtype = ScalarType.valueOf(type);
+    dev.troupe.pipeline.engine.BlasThreads.size(dev.troupe.pipeline.engine.ComputeDtype.FP32);
+    try (PointerScope scope = new PointerScope()) {
+      long b = 2, t = 256, d = 64;
+      Tensor[] in = new Tensor[3];
+      long[] hs = {heads, kvHeads, kvHeads};
+      for (int i = 0; i < 3; i++) {
+        torch.manual_seed(70 + i);
+        in[i] = torch.randn(b, hs[i], t, d).to(dtype).requires_grad_(true);
+      }
+      torch.manual_seed(73);
+      Tensor grad = torch.randn(b, heads, t, d).to(dtype);
+
+      Tensor out = FlashCpu.attention(in[0], in[1], in[2]);
+      out.backward(grad, new BoolOptional(), false, new TensorArrayRefOptional());
+      Tensor[] grads = new Tensor[3];
+      for (int i = 0; i < 3; i++) {
+        grads[i] = in[i].grad().clone();
+        in[i].grad().zero_();
+      }
+
+      Tensor k32 = in[1].to(ScalarType.Float);
+      Tensor v32 = in[2].to(ScalarType.Float);
+      if (heads != kvHeads) {
+        k32 =
+            k32.repeat_interleave(
+                heads / kvHeads,
+                new org.bytedeco.pytorch.LongOptional(1),
+                new org.bytedeco.pytorch.LongOptional());
+        v32 =
+            v32.repeat_interleave(
+                heads / kvHeads,
+                new org.bytedeco.pytorch.LongOptional(1),
+                new org.bytedeco.pytorch.LongOptional());
+      }
+      Tensor expected =
+          torch
+              .scaled_dot_product_attention(
+                  in[0].to(ScalarType.Float),
+                  k32,
+                  v32,
+                  new org.bytedeco.pytorch.TensorOptional(),
+                  0.0,
+                  true,
+                  new org.bytedeco.pytorch.DoubleOptional(),
+                  false)
+              .to(dtype);
+      expected.backward(grad, new BoolOptional(), false, new TensorArrayRefOptional());
+
+      assertEquals(dtype.value, out.scalar_type().value, "output dtype");
+      assertTrue(torch.equal(out, expected), "output");
+      String[] names = {"q", "k", "v"};
+      for (int i = 0; i < 3; i++) {
+        assertEquals(dtype.value, grads[i].scalar_type().value, names[i] + " gradient dtype");
+        assertTrue(torch.equal(grads[i], in[i].grad()), names[i] + " gradient");
+      }
+    }
+  }
+
   @Test
   void rmsNormMatchesAutogradThroughTheSameOperations() {
     try (PointerScope scope = new PointerScope()) {
