@@ -25,10 +25,8 @@ import java.util.List;
 import java.util.SortedMap;
 import java.util.function.IntFunction;
 import org.bytedeco.javacpp.PointerScope;
-import org.bytedeco.pytorch.BoolOptional;
 import org.bytedeco.pytorch.NoGradGuard;
 import org.bytedeco.pytorch.Tensor;
-import org.bytedeco.pytorch.TensorArrayRefOptional;
 import org.bytedeco.pytorch.TensorVector;
 import org.bytedeco.pytorch.global.torch;
 
@@ -81,6 +79,7 @@ public final class StageWorker implements AutoCloseable {
   private CausalLm model;
   private ComputeDtype dtype;
   private Tensor summed; // the stage's summed, unscaled gradients between the two halves
+  private final MicrobatchPasses passes;
 
   /** What one rank did in the first half of a step. */
   public record Report(
@@ -169,6 +168,9 @@ public final class StageWorker implements AutoCloseable {
         for (int t = 0; t < plan.tp(); t++) members.add(plan.rankOf(this.rank.stage(), t, d));
       }
       this.stageGroup = new Collective(transport, "grad" + this.rank.stage(), members, rank);
+      this.passes =
+          new MicrobatchPasses(
+              plan, this.rank, stage, this.transport, tensorParallel, job.gradientCheckpointing());
       this.trainable = new StageState(setup.lora().weights(), stage, job.optimizer());
       this.lora = trainable.lora();
       this.params = trainable.params();
@@ -249,15 +251,15 @@ public final class StageWorker implements AutoCloseable {
     long stepSeed = job.seed() * 1_000_003L + step;
     m.lendLora(lora, job.lora().dropout());
     double[] loss = {0};
-    Micro[] open = new Micro[count];
+    MicrobatchPasses.Micro[] open = new MicrobatchPasses.Micro[count];
     int warm = Math.min(plan.pp() - rank.stage() - 1, count);
     for (int i = 0; i < warm; i++)
-      open[i] = forward(m, step, i, count, mine.get(i), weight, stepSeed, loss);
+      open[i] = passes.forward(m, step, i, count, mine.get(i), weight, stepSeed, loss);
     for (int i = warm; i < count; i++) {
-      open[i] = forward(m, step, i, count, mine.get(i), weight, stepSeed, loss);
-      backward(m, step, i - warm, open[i - warm], weight);
+      open[i] = passes.forward(m, step, i, count, mine.get(i), weight, stepSeed, loss);
+      passes.backward(m, step, i - warm, open[i - warm], weight);
     }
-    for (int i = count - warm; i < count; i++) backward(m, step, i, open[i], weight);
+    for (int i = count - warm; i < count; i++) passes.backward(m, step, i, open[i], weight);
     double squares = reduceGradients(lossScale);
     return new Report(
         step,
@@ -359,161 +361,6 @@ public final class StageWorker implements AutoCloseable {
 
   private WeightReader original() {
     return new WeightReader(setup.model().weights(), ComputeDtype.FP32);
-  }
-
-  /** The tensors of one microbatch between its forward and its backward (owned here). */
-  private static final class Micro {
-    Tensor input; // received activations (requires grad); null on the first stage
-    Tensor output; // this stage's output; null with gradient checkpointing
-    Tensor top; // the last stage's detached output, its gradient filled by the head
-    Tensor[] layerInputs; // with gradient checkpointing: each layer's input, without autograd
-    long stepSeed;
-    int globalMb;
-
-    void close() {
-      for (Tensor t : new Tensor[] {input, output, top}) if (t != null) t.close();
-      if (layerInputs != null) for (Tensor t : layerInputs) if (t != null) t.close();
-    }
-  }
-
-  private Micro forward(
-      CausalLm m,
-      long step,
-      int mb,
-      int count,
-      Batch b,
-      double weight,
-      long stepSeed,
-      double[] loss) {
-    Micro out = new Micro();
-    int globalMb = rank.replica() * count + mb; // the same dropout masks as on one device
-    out.stepSeed = stepSeed;
-    out.globalMb = globalMb;
-    if (job.gradientCheckpointing()) return forwardKeepingInputs(m, step, mb, b, weight, loss, out);
-    try (PointerScope scope = new PointerScope()) {
-      Tensor h;
-      if (stage.hasEmbedding()) {
-        h = m.embed(Torch.fromLongs(b.inputIds(), b.rows(), b.seqLen()));
-      } else {
-        Tensor x = Torch.handOver(transport.receive(previous(), "act/" + step + "/" + mb));
-        x.set_requires_grad(true);
-        out.input = Torch.keep(x);
-        h = x;
-      }
-      for (int l = 0; l < m.layerCount(); l++) {
-        TrainStep.seed(stepSeed, globalMb, stage.firstLayer() + l);
-        h = m.forwardLayer(l, h, tensorParallel);
-      }
-      headOrNext(m, step, mb, b, h, weight, loss, out);
-      out.output = Torch.keep(h);
-    }
-    return out;
-  }
-
-  /**
-   * The end of a microbatch's forward: on the last stage the head's loss and its backward into a
-   * detached copy of {@code h} (kept in {@code out.top}), elsewhere {@code h} sent to the next
-   * stage.
-   */
-  private void headOrNext(
-      CausalLm m, long step, int mb, Batch b, Tensor h, double weight, double[] loss, Micro out) {
-    if (stage.hasHead()) {
-      Tensor top = h.detach();
-      top.set_requires_grad(true);
-      Tensor labels = Torch.fromLongs(b.labels(), b.rows(), b.seqLen());
-      loss[0] += TrainStep.headForwardBackward(m, top, labels, weight);
-      out.top = Torch.keep(top);
-    } else {
-      transport.send(next(), "act/" + step + "/" + mb, h);
-    }
-  }
-
-  /**
-   * The forward of gradient checkpointing: no autograd graph; each layer's input is kept for the
-   * backward, which computes the layer again.
-   */
-  private Micro forwardKeepingInputs(
-      CausalLm m, long step, int mb, Batch b, double weight, double[] loss, Micro out) {
-    out.layerInputs = new Tensor[m.layerCount()];
-    try (PointerScope scope = new PointerScope()) {
-      Tensor h;
-      try (NoGradGuard noGrad = new NoGradGuard()) {
-        h =
-            stage.hasEmbedding()
-                ? m.embed(Torch.fromLongs(b.inputIds(), b.rows(), b.seqLen()))
-                : Torch.handOver(transport.receive(previous(), "act/" + step + "/" + mb));
-        for (int l = 0; l < m.layerCount(); l++) {
-          out.layerInputs[l] = Torch.keep(h);
-          TrainStep.seed(out.stepSeed, out.globalMb, stage.firstLayer() + l);
-          h = m.forwardLayer(l, h, tensorParallel);
-        }
-      }
-      headOrNext(m, step, mb, b, h, weight, loss, out);
-    }
-    return out;
-  }
-
-  /**
-   * The backward of gradient checkpointing: from the top, each layer computed again from its kept
-   * input (same seed, so the same dropout masks) and its backward with the gradient from above; the
-   * gradient of the stage's input goes to the stage before.
-   */
-  private void backwardRecomputing(CausalLm m, long step, int mb, Micro micro) {
-    Tensor grad =
-        stage.hasHead()
-            ? micro.top.grad()
-            : Torch.handOver(transport.receive(next(), "grad/" + step + "/" + mb));
-    boolean owned = false; // grad from a layer below the top is this method's to close
-    for (int l = m.layerCount() - 1; l >= 0; l--) {
-      boolean inputGrad = l > 0 || !stage.hasEmbedding(); // the embedding is frozen
-      Tensor below = null;
-      try (PointerScope layerScope = new PointerScope()) {
-        Tensor x = micro.layerInputs[l].detach();
-        if (inputGrad) x.set_requires_grad(true);
-        TrainStep.seed(micro.stepSeed, micro.globalMb, stage.firstLayer() + l);
-        Tensor y = m.forwardLayer(l, x, tensorParallel);
-        y.backward(grad, new BoolOptional(), false, new TensorArrayRefOptional());
-        // x.grad() is a reference into x, which this scope frees: take a handle of its own
-        if (inputGrad) below = Torch.keep(x.grad().detach());
-      }
-      if (owned) grad.close();
-      grad = below;
-      owned = true;
-    }
-    if (!stage.hasEmbedding()) transport.send(previous(), "grad/" + step + "/" + mb, grad);
-    if (owned && grad != null) grad.close();
-  }
-
-  private void backward(CausalLm m, long step, int mb, Micro micro, double weight) {
-    if (micro.layerInputs != null) {
-      try (PointerScope scope = new PointerScope()) {
-        if (weight > 0) backwardRecomputing(m, step, mb, micro);
-      } finally {
-        micro.close();
-      }
-      return;
-    }
-    try (PointerScope scope = new PointerScope()) {
-      if (weight > 0) {
-        Tensor grad =
-            stage.hasHead()
-                ? micro.top.grad()
-                : Torch.handOver(transport.receive(next(), "grad/" + step + "/" + mb));
-        micro.output.backward(grad, new BoolOptional(), false, new TensorArrayRefOptional());
-        if (!stage.hasEmbedding())
-          transport.send(previous(), "grad/" + step + "/" + mb, micro.input.grad());
-      }
-    } finally {
-      micro.close();
-    }
-  }
-
-  private int previous() {
-    return plan.rankOf(rank.stage() - 1, rank.shard(), rank.replica());
-  }
-
-  private int next() {
-    return plan.rankOf(rank.stage() + 1, rank.shard(), rank.replica());
   }
 
   /** Sums the stage's gradients over its group as one flat tensor, unscales, returns |g|². */
