@@ -8,30 +8,21 @@ import dev.troupe.pipeline.dist.Plan;
 import dev.troupe.pipeline.dist.StageWorker;
 import dev.troupe.pipeline.dist.StepDecision;
 import dev.troupe.pipeline.job.JobConfig;
-import dev.troupe.pipeline.lora.LoraTarget;
-import dev.troupe.pipeline.lora.PeftAdapter;
-import dev.troupe.pipeline.metrics.MetricsLog;
 import dev.troupe.pipeline.metrics.StepOutputs;
-import dev.troupe.pipeline.metrics.TensorBoardWriter;
 import dev.troupe.pipeline.quant.QuantState;
-import dev.troupe.pipeline.safetensors.TensorData;
 import dev.troupe.pipeline.train.Evaluator;
 import dev.troupe.pipeline.train.LossScaler;
 import dev.troupe.pipeline.train.LrSchedule;
 import dev.troupe.pipeline.train.QuantCheck;
 import dev.troupe.pipeline.train.Replan;
-import dev.troupe.pipeline.train.TrainingState;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.EnumSet;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.SortedMap;
-import java.util.TreeMap;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
@@ -114,8 +105,7 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
   private long stepStartNanos;
   private StepDecision decision;
   private double lr;
-  private MetricsLog metrics;
-  private TensorBoardWriter tb;
+  private RunOutputs outputs; // open from prepare on
   private Map<String, Object> line; // the metrics line of the step waiting for its commit
   private String lostReason = ""; // a device left while a step waited for its commit
 
@@ -194,8 +184,7 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
       scaler = start.scaler();
       restoredFrom = start.source();
       quant = start.quant(job, plan.layers());
-      metrics = MetricsLog.open(job.output().resolve("metrics.jsonl"), step);
-      tb = TensorBoardWriter.open(job.output().resolve("tb"));
+      outputs = RunOutputs.open(job, store, step);
     } catch (IOException | RuntimeException e) {
       fail("cannot open the run's output in " + job.output() + ": " + e.getMessage());
       return;
@@ -383,19 +372,7 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
   private Behavior<Command> decide() {
     List<StageWorker.Report> reports = new ArrayList<>();
     for (int r = 0; r < plan.worldSize(); r++) {
-      RankProtocol.Half h = (RankProtocol.Half) answers.get(r);
-      reports.add(
-          new StageWorker.Report(
-              h.step(),
-              h.rank(),
-              h.stage(),
-              h.shard(),
-              h.replica(),
-              h.lossSum(),
-              h.tokens(),
-              h.gradSquares(),
-              h.seconds(),
-              h.waitSeconds()));
+      reports.add(((RankProtocol.Half) answers.get(r)).report());
     }
     decision = StepDecision.of(plan, reports, job.optimizer().maxGradNorm());
     lr =
@@ -459,13 +436,10 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
     if (!c.ok()) return end(DeviceActor.Outcome.STOPPED, lostReason);
     Map<String, Object> m = line;
     try {
-      metrics.write(m);
-      for (String k : List.of("loss", "lr", "grad_norm", "tokens_per_s", "loss_scale")) {
-        tb.scalar("train/" + k, step, ((Number) m.get(k)).doubleValue());
-      }
+      outputs.step(step, m);
       if (replan != null && !replanReported) {
         replanReported = true;
-        metrics.write(
+        outputs.event(
             replan.event(
                 plan.toString(), restoredFrom, committed, step - 1, System.currentTimeMillis()));
       }
@@ -497,10 +471,10 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
               RankProtocol.Evaluated e = (RankProtocol.Evaluated) answers.get(rank);
               return new StageWorker.EvalReport(e.lossSum(), e.tokens(), e.right(), e.scored());
             });
-    StepOutputs outputs = new StepOutputs();
-    Evaluator.record(r, step, outputs);
+    StepOutputs lines = new StepOutputs();
+    Evaluator.record(r, step, lines);
     try {
-      outputs.writeTo(metrics, tb);
+      outputs.write(lines);
     } catch (IOException e) {
       return end(DeviceActor.Outcome.FAILED, "cannot write metrics: " + e.getMessage());
     }
@@ -548,10 +522,10 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
             quantLayers,
             rank -> quantPart(quantMeasured.get(rank)),
             rank -> quantPart(applied.get(rank)));
-    StepOutputs outputs = new StepOutputs();
-    String summary = QuantCheck.record(r, step, outputs);
+    StepOutputs lines = new StepOutputs();
+    String summary = QuantCheck.record(r, step, lines);
     try {
-      outputs.writeTo(metrics, tb);
+      outputs.write(lines);
     } catch (IOException e) {
       return end(DeviceActor.Outcome.FAILED, "cannot write metrics: " + e.getMessage());
     }
@@ -595,40 +569,11 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
   }
 
   private Behavior<Command> saved() {
-    SortedMap<String, TensorData> adapter = new TreeMap<>();
-    SortedMap<String, TensorData> moments = new TreeMap<>();
-    long optimizerStep = 0;
-    for (Object o : answers.values()) {
-      RankProtocol.State s = (RankProtocol.State) o;
-      optimizerStep = s.optimizerStep();
-      s.tensors()
-          .forEach(
-              (name, t) ->
-                  (name.startsWith("exp_avg") ? moments : adapter).put(name, t.toTensorData()));
-    }
+    List<RankProtocol.State> states = new ArrayList<>();
+    for (Object o : answers.values()) states.add((RankProtocol.State) o);
     try {
-      TrainingState.save(
-          store,
-          step,
-          scaler,
-          precision(Math.max(0, step - 1)),
-          optimizerStep,
-          adapter,
-          moments,
-          quant);
-      if (finishing) {
-        EnumSet<LoraTarget> targets = EnumSet.noneOf(LoraTarget.class);
-        for (String t : job.lora().targets()) targets.add(LoraTarget.fromModuleName(t));
-        PeftAdapter.write(
-            job.output().resolve("adapter"),
-            job.lora().r(),
-            job.lora().alpha(),
-            job.lora().dropout(),
-            targets,
-            adapter,
-            job.model().toString());
-        return end(DeviceActor.Outcome.COMPLETED, "");
-      }
+      outputs.save(step, scaler, precision(Math.max(0, step - 1)), states, quant, finishing);
+      if (finishing) return end(DeviceActor.Outcome.COMPLETED, "");
     } catch (IOException | RuntimeException e) {
       return end(DeviceActor.Outcome.FAILED, "cannot save: " + e.getMessage());
     }
@@ -641,8 +586,7 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
     phase = Phase.DONE;
     for (ActorRef<DeviceActor.Command> d : devices) d.tell(new RankProtocol.Release(runId));
     try {
-      if (metrics != null) metrics.close();
-      if (tb != null) tb.close();
+      if (outputs != null) outputs.close();
     } catch (IOException e) {
       // the run is over either way; the metrics lines written so far are flushed per line
     }

@@ -2,6 +2,7 @@ package dev.troupe.device;
 
 import dev.troupe.persistence.ClusterMessage;
 import dev.troupe.persistence.TensorBytes;
+import dev.troupe.pipeline.dist.StageWorker;
 import dev.troupe.pipeline.train.QuantCheck;
 import java.util.List;
 import java.util.Map;
@@ -212,7 +213,13 @@ public final class RankProtocol {
       double gradSquares,
       double seconds,
       double waitSeconds)
-      implements FromRank {}
+      implements FromRank {
+    /** The rank's report, as the driver decides the step from it. */
+    public StageWorker.Report report() {
+      return new StageWorker.Report(
+          step, rank, stage, shard, replica, lossSum, tokens, gradSquares, seconds, waitSeconds);
+    }
+  }
 
   /** The second half of step {@code step} is done. */
   public record Applied(String runId, int rank, long step) implements FromRank {}
