@@ -2,7 +2,11 @@ package dev.troupe.pipeline.quant;
 
 import dev.troupe.pipeline.engine.Torch;
 import org.bytedeco.javacpp.PointerScope;
+import org.bytedeco.pytorch.Dispatcher;
+import org.bytedeco.pytorch.IValue;
+import org.bytedeco.pytorch.IValueVector;
 import org.bytedeco.pytorch.MemoryFormatOptional;
+import org.bytedeco.pytorch.OperatorHandle;
 import org.bytedeco.pytorch.ScalarOptional;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorOptions;
@@ -50,15 +54,55 @@ public final class QuantizedTensor implements AutoCloseable {
   private final Tensor data;
   private final Tensor scales;
   private final Tensor table; // FP32 [256, 2] code values of each byte (4-bit formats)
+  // INT8: the codes as libtorch's per-channel qint8 tensor, which dequantizes in one pass; data is
+  // a view of its bytes. null in the 4-bit formats.
+  private final Tensor packed;
 
   private QuantizedTensor(
-      QuantFormat format, long rows, long cols, Tensor data, Tensor scales, Tensor table) {
+      QuantFormat format,
+      long rows,
+      long cols,
+      Tensor data,
+      Tensor scales,
+      Tensor table,
+      Tensor packed) {
     this.format = format;
     this.rows = rows;
     this.cols = cols;
     this.data = data;
     this.scales = scales;
     this.table = table;
+    this.packed = packed;
+  }
+
+  private static final OperatorHandle MAKE_PER_CHANNEL = perChannelOperator();
+
+  private static OperatorHandle perChannelOperator() {
+    Torch.init();
+    OperatorHandle op =
+        Dispatcher.singleton().findSchemaOrThrow("aten::_make_per_channel_quantized_tensor", "");
+    op.retainReference(); // outlives whatever PointerScope is open on first use
+    return op;
+  }
+
+  /**
+   * INT8 {@code codes} [rows, cols] with FP32 {@code scales} [rows, 1] as a per-channel qint8
+   * tensor (a copy of the codes; the scales in FP64, zero points 0), kept beyond the caller's
+   * scope. Its {@code dequantize()} computes {@code code × scale} exactly (7 × 24 bits) and rounds
+   * once to FP32: the values of the FP32 product {@code float(code) · scale}, in one pass.
+   */
+  private static Tensor perChannel(Tensor codes, Tensor scales) {
+    try (PointerScope scope = new PointerScope()) {
+      IValueVector stack =
+          new IValueVector(
+              new IValue(codes),
+              new IValue(scales.view(-1).to(ScalarType.Double)),
+              new IValue(torch.zeros(codes.size(0)).to(ScalarType.Long)),
+              new IValue(0L));
+      MAKE_PER_CHANNEL.callBoxed(stack);
+      // toTensor() refers into the stack, which this scope frees: a handle of its own
+      return Torch.keep(new Tensor(stack.get(0).toTensor()));
+    }
   }
 
   /** Values quantized or dequantized at a time: temporaries stay around 1 MiB of FP32. */
@@ -147,7 +191,14 @@ public final class QuantizedTensor implements AutoCloseable {
     } finally {
       if (mids != null) mids.close();
     }
-    return new QuantizedTensor(format, rows, cols, data, scales, lut);
+    if (!int8) return new QuantizedTensor(format, rows, cols, data, scales, lut, null);
+    Tensor packed = perChannel(data, scales);
+    data.close();
+    Tensor view =
+        Torch.keep(
+            torch.from_blob(
+                packed.mutable_data_ptr(), new long[] {rows, cols}, new TensorOptions(ScalarType.Char)));
+    return new QuantizedTensor(format, rows, cols, view, scales, null, packed);
   }
 
   /** The value of 4-bit code {@code code} (0..15) before scaling. */
@@ -191,11 +242,11 @@ public final class QuantizedTensor implements AutoCloseable {
     try (PointerScope scope = new PointerScope()) {
       Tensor w;
       if (format == QuantFormat.INT8) {
-        // codes are exact in FP32; the product with the FP32 scales is rounded to the compute
-        // dtype once. (Casting the codes to bf16 and scaling in place by the FP32 scales gives
-        // the same values, but libtorch's mixed-dtype in-place product runs about half as fast.)
-        w = data.to(ScalarType.Float);
-        w.mul_(scales);
+        // code × scale in FP32 in one pass (see perChannel), rounded to the compute dtype once.
+        // (Casting the codes to bf16 and scaling in place by the FP32 scales gives the same
+        // values, but libtorch's mixed-dtype in-place product runs about half as fast; casting
+        // them to FP32 and scaling in place is a pass more.)
+        w = packed.dequantize();
         out = Torch.keep(dtype.value == ScalarType.Float.value ? w : w.to(dtype));
       } else {
         long padded = data.size(1) * 2;
@@ -255,7 +306,8 @@ public final class QuantizedTensor implements AutoCloseable {
 
   @Override
   public void close() {
-    data.close();
+    data.close(); // a view of packed's bytes in INT8: closed first
     scales.close();
+    if (packed != null) packed.close();
   }
 }
