@@ -77,12 +77,17 @@ public final class QuantizedTensor implements AutoCloseable {
 
   private static final OperatorHandle MAKE_PER_CHANNEL = perChannelOperator();
 
+  /** The operator, or null in a libtorch without quantized tensors (the codes are kept plain). */
   private static OperatorHandle perChannelOperator() {
     Torch.init();
-    OperatorHandle op =
-        Dispatcher.singleton().findSchemaOrThrow("aten::_make_per_channel_quantized_tensor", "");
-    op.retainReference(); // outlives whatever PointerScope is open on first use
-    return op;
+    try {
+      OperatorHandle op =
+          Dispatcher.singleton().findSchemaOrThrow("aten::_make_per_channel_quantized_tensor", "");
+      op.retainReference(); // outlives whatever PointerScope is open on first use
+      return op;
+    } catch (RuntimeException e) {
+      return null;
+    }
   }
 
   /**
@@ -191,13 +196,17 @@ public final class QuantizedTensor implements AutoCloseable {
     } finally {
       if (mids != null) mids.close();
     }
-    if (!int8) return new QuantizedTensor(format, rows, cols, data, scales, lut, null);
+    if (!int8 || MAKE_PER_CHANNEL == null) {
+      return new QuantizedTensor(format, rows, cols, data, scales, lut, null);
+    }
     Tensor packed = perChannel(data, scales);
     data.close();
     Tensor view =
         Torch.keep(
             torch.from_blob(
-                packed.mutable_data_ptr(), new long[] {rows, cols}, new TensorOptions(ScalarType.Char)));
+                packed.mutable_data_ptr(),
+                new long[] {rows, cols},
+                new TensorOptions(ScalarType.Char)));
     return new QuantizedTensor(format, rows, cols, view, scales, null, packed);
   }
 
@@ -246,7 +255,12 @@ public final class QuantizedTensor implements AutoCloseable {
         // (Casting the codes to bf16 and scaling in place by the FP32 scales gives the same
         // values, but libtorch's mixed-dtype in-place product runs about half as fast; casting
         // them to FP32 and scaling in place is a pass more.)
-        w = packed.dequantize();
+        if (packed != null) {
+          w = packed.dequantize();
+        } else {
+          w = data.to(ScalarType.Float);
+          w.mul_(scales);
+        }
         out = Torch.keep(dtype.value == ScalarType.Float.value ? w : w.to(dtype));
       } else {
         long padded = data.size(1) * 2;
