@@ -59,7 +59,7 @@ final class FlashCpu {
   /**
    * Causal attention of q [b, heads, t, d] over k, v [b, kvHeads, t, d] (bf16, fp16 or FP32), the
    * output in q's dtype. The kernel runs with OpenBLAS on each calling thread alone ({@link
-   * BlasThreads.onCallingThread}): it multiplies block by block inside its own parallel loop.
+   * BlasThreads#onCallingThread}): it multiplies block by block inside its own parallel loop.
    */
   static Tensor attention(Tensor q, Tensor k, Tensor v) {
     ScalarType dtype = q.scalar_type();
