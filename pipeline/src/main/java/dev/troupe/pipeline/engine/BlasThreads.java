@@ -72,8 +72,8 @@ public final class BlasThreads {
    * BLAS from inside their own parallel loops (the CPU flash-attention kernel multiplies block by
    * block on every OpenMP thread). Each of those products would otherwise split itself over
    * OpenBLAS's workers again: on two cores four threads then wait on each other. The kernel's
-   * forward and backward at bench-m's size (4 × 16 heads × 256 × 64, FP32, best of 10) took 82-86
-   * ms that way and take 51-57 ms like this. Sections on several threads nest: the count comes back
+   * forward and backward at bench-m's size (4 × 16 heads × 256 × 64, FP32, best of 10) took 71-74
+   * ms that way and take 41-44 ms like this. Sections on several threads nest: the count comes back
    * when the last one ends, and meanwhile a product on another thread also runs on its calling
    * thread alone (the same result, more slowly). Before a model has sized the pool, {@code body}
    * just runs.
