@@ -31,6 +31,7 @@ import argparse
 import json
 import math
 import os
+import re
 import resource
 import statistics
 import struct
@@ -103,6 +104,19 @@ def allocator():
         return "glibc"
     except OSError:
         return "unknown"
+
+
+def openblas_thread_timeout():
+    """The exponent of the cycles OpenBLAS's idle workers spin before they sleep, as OpenBLAS
+    reads it from its environment at load (OPENBLAS_THREAD_TIMEOUT, else GOTO_THREAD_TIMEOUT;
+    atoi, negative as 0); 0 where none is set (OpenBLAS's default, 28). Troupe's bench-run reports
+    the same field."""
+    for name in ("OPENBLAS_THREAD_TIMEOUT", "GOTO_THREAD_TIMEOUT"):
+        value = os.environ.get(name)
+        if value is not None:
+            m = re.match(r"\s*([+-]?\d+)", value)
+            return max(0, int(m.group(1))) if m else 0
+    return 0
 
 
 def log(msg):
@@ -839,6 +853,7 @@ def run(args):
         "step_s": times,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "allocator": allocator(),
+        "openblas_thread_timeout": openblas_thread_timeout(),
         "loss_first": losses[0],
         "loss_last": losses[-1],
         "eval_loss": eval_loss,

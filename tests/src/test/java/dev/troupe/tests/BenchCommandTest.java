@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.troupe.cli.Main;
+import dev.troupe.pipeline.engine.Natives;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
@@ -74,6 +75,14 @@ class BenchCommandTest {
       assertTrue(l.get("peak_rss_mib").asDouble() > 0, l.toString());
       assertTrue(Double.isFinite(l.get("eval_loss").asDouble()), l.toString());
       assertEquals(2, l.get("step_s").size());
+      // the bench gives every run the short OpenBLAS spin where the environment sets none
+      if (System.getenv("OPENBLAS_THREAD_TIMEOUT") == null
+          && System.getenv("GOTO_THREAD_TIMEOUT") == null) {
+        assertEquals(
+            Natives.OPENBLAS_THREAD_TIMEOUT,
+            l.get("openblas_thread_timeout").asInt(),
+            l.toString());
+      }
     }
     // every weight is trained in full fine-tuning; LoRA r=16 on q and v of the tiny model only
     assertTrue(

@@ -4,6 +4,7 @@ import java.util.function.Supplier;
 import org.bytedeco.javacpp.Loader;
 import org.bytedeco.javacpp.Pointer;
 import org.bytedeco.openblas.global.openblas_nolapack;
+import org.bytedeco.openblas.presets.openblas_nolapack.MklSetNumThreadsLocal;
 import org.bytedeco.openblas.presets.openblas_nolapack.SetNumThreads;
 import org.bytedeco.pytorch.global.torch;
 
@@ -33,6 +34,19 @@ public final class BlasThreads {
     SetNumThreads f = new SetNumThreads() {}.put(address);
     f.retainReference(); // outlives whatever PointerScope is open on first use
     return f;
+  }
+
+  /**
+   * The exponent of the cycles OpenBLAS's idle workers spin before they sleep, as OpenBLAS read it
+   * from its environment ({@code openblas_thread_timeout()}); 0 where none was set (OpenBLAS's
+   * built-in default, 28), -1 where this BLAS has no such setting. {@link Natives} sets {@link
+   * Natives#OPENBLAS_THREAD_TIMEOUT} unless the user chose one.
+   */
+  public static int spinTimeoutExponent() {
+    Pointer address = Loader.addressof("openblas_thread_timeout");
+    if (address == null || address.isNull()) return -1;
+    // an int(void) function through the presets' int(int) pointer: the argument goes unread
+    return new MklSetNumThreadsLocal() {}.put(address).call(0);
   }
 
   private static final Object LOCK = new Object();

@@ -9,6 +9,8 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import org.bytedeco.javacpp.Loader;
+import org.bytedeco.javacpp.Pointer;
+import org.bytedeco.openblas.presets.openblas_nolapack.SetNumThreads;
 
 /**
  * Loads libtorch (and the OpenBLAS it links) exactly once per JVM, safely.
@@ -66,11 +68,66 @@ public final class Natives {
               "/org/bytedeco/pytorch/" + Loader.getPlatform() + "/");
           Loader.load(org.bytedeco.pytorch.global.torch.class);
         }
+        shortenOpenBlasSpin();
       } catch (IOException e) {
         throw new UncheckedIOException(
             "cannot extract libtorch into JavaCPP's cache folder: " + e.getMessage(), e);
       }
       loaded = true;
     }
+  }
+
+  /**
+   * The exponent Troupe gives {@code OPENBLAS_THREAD_TIMEOUT} where the environment sets none: an
+   * idle OpenBLAS worker spins for 2^16 CPU cycles (tens of microseconds) before it sleeps, where
+   * OpenBLAS's default, 2^28, is about a tenth of a second. The bench gives its PyTorch peer the
+   * same.
+   */
+  public static final int OPENBLAS_THREAD_TIMEOUT = 16;
+
+  /**
+   * Makes OpenBLAS's idle workers sleep after {@link #OPENBLAS_THREAD_TIMEOUT} unless the user set
+   * {@code OPENBLAS_THREAD_TIMEOUT} (or {@code GOTO_THREAD_TIMEOUT}) already.
+   *
+   * <p>Why: JavaCPP's OpenBLAS (0.3.31, pthreads) keeps each worker spinning, without yielding, for
+   * 2^28 cycles after every product. Between the products of an FP32 step (the layers' elementwise
+   * work, norms, attention) that worker held one of a 2-core machine's cores against the main
+   * thread and libtorch's OpenMP worker: perf put 23% of bench-m lora-fp32's samples in its spin
+   * loop. With 2^16 the worker sleeps at once and a product wakes it again: bench-m lora-fp32 222
+   * against 299 tokens/s, full-fp32 187 against 202.
+   *
+   * <p>How: OpenBLAS reads its environment when it is loaded, which happens before any Java code
+   * can set a variable (Java cannot change its own environment). So the variable is set through
+   * libtorch's {@code c10::utils::set_env}, OpenBLAS reads its environment again ({@code
+   * openblas_read_env}), and its worker threads are stopped and started again ({@code
+   * blas_thread_shutdown_}, {@code blas_thread_init}), which is where the timeout is applied. This
+   * runs once, right after loading, before any product. Where a symbol is missing (another BLAS),
+   * nothing is changed.
+   */
+  private static void shortenOpenBlasSpin() {
+    if (System.getenv("OPENBLAS_THREAD_TIMEOUT") != null
+        || System.getenv("GOTO_THREAD_TIMEOUT") != null) {
+      return;
+    }
+    Pointer readEnv = Loader.addressof("openblas_read_env");
+    Pointer shutdown = Loader.addressof("blas_thread_shutdown_");
+    Pointer init = Loader.addressof("blas_thread_init");
+    for (Pointer p : new Pointer[] {readEnv, shutdown, init}) {
+      if (p == null || p.isNull()) return;
+    }
+    org.bytedeco.pytorch.global.torch.set_env(
+        "OPENBLAS_THREAD_TIMEOUT", Integer.toString(OPENBLAS_THREAD_TIMEOUT), false);
+    callNoArguments(readEnv);
+    callNoArguments(shutdown);
+    callNoArguments(init);
+  }
+
+  /**
+   * Calls a C function of no arguments whose result, if any, is not needed, through the OpenBLAS
+   * presets' {@code void(int)} function pointer: the x86-64 and AArch64 calling conventions pass
+   * the argument in a register that such a function never reads.
+   */
+  private static void callNoArguments(Pointer function) {
+    new SetNumThreads() {}.put(function).call(0);
   }
 }

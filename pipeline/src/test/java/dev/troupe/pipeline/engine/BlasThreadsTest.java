@@ -36,6 +36,24 @@ class BlasThreadsTest {
     BlasThreads.size(ComputeDtype.FP32);
   }
 
+  /**
+   * Troupe's JVM makes OpenBLAS's idle workers sleep after 2^16 cycles, where nothing in the
+   * environment says otherwise; a user's own setting is left as it is. Read back from OpenBLAS.
+   */
+  @Test
+  void openBlasReadsTheShortSpinUnlessTheUserSetOne() {
+    String user = System.getenv("OPENBLAS_THREAD_TIMEOUT");
+    if (user == null) user = System.getenv("GOTO_THREAD_TIMEOUT");
+    int expected =
+        user == null
+            ? Natives.OPENBLAS_THREAD_TIMEOUT
+            : Math.max(0, Integer.parseInt(user.strip().replaceAll("^([+-]?\\d+).*", "$1")));
+    assertEquals(expected, BlasThreads.spinTimeoutExponent());
+    // the workers restarted with it still split a product
+    BlasThreads.size(ComputeDtype.FP32);
+    assertEquals(2, openblas());
+  }
+
   @Test
   void theDtypeSizesThePoolAndASectionRunsOnOneThread() throws Exception {
     BlasThreads.size(ComputeDtype.FP32);
