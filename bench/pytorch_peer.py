@@ -74,13 +74,15 @@ def _early_environment(argv):
 
     Debian's torch links OpenBLAS (pthreads build), whose thread count
     torch.set_num_threads does not change, so it follows --threads through
-    OPENBLAS_NUM_THREADS. OMP_WAIT_POLICY defaults to PASSIVE as in bin/troupe
-    (spinning OpenMP workers otherwise compete with the OpenBLAS threads)."""
+    OPENBLAS_NUM_THREADS. Where OMP_WAIT_POLICY is unset, the OpenMP threads spin 30000 times
+    before they sleep (ACTIVE, GOMP_SPINCOUNT=30000), as bin/troupe sets it for Troupe."""
     args, _ = build_parser().parse_known_args(argv)
     n = args.threads if args.threads and args.threads > 0 else (os.cpu_count() or 1)
     os.environ["OPENBLAS_NUM_THREADS"] = str(n)
     os.environ.setdefault("OMP_NUM_THREADS", str(n))
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if not os.environ.get("OMP_WAIT_POLICY"):
+        os.environ["OMP_WAIT_POLICY"] = "ACTIVE"
+        os.environ.setdefault("GOMP_SPINCOUNT", "30000")
 
 
 if __name__ == "__main__":
@@ -854,6 +856,8 @@ def run(args):
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "allocator": allocator(),
         "openblas_thread_timeout": openblas_thread_timeout(),
+        "omp_wait": "%s/%s" % (os.environ.get("OMP_WAIT_POLICY") or "-",
+                               os.environ.get("GOMP_SPINCOUNT") or "-"),
         "loss_first": losses[0],
         "loss_last": losses[-1],
         "eval_loss": eval_loss,

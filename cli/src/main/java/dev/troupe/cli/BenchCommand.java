@@ -32,6 +32,12 @@ import java.util.concurrent.TimeUnit;
 final class BenchCommand implements Main.Command {
   private static final ObjectMapper JSON = new ObjectMapper();
 
+  /**
+   * libgomp's spins before an idle OpenMP thread sleeps, with {@code OMP_WAIT_POLICY=ACTIVE}: what
+   * bin/troupe sets where the user set no policy, and what the bench gives both implementations.
+   */
+  static final int OMP_SPIN_COUNT = 30000;
+
   @Override
   public int run(List<String> argv, PrintStream out) throws Exception {
     Args args =
@@ -182,7 +188,13 @@ final class BenchCommand implements Main.Command {
       List<String> cmd, int threads, PrintStream out, boolean json, int round, int rounds)
       throws IOException, InterruptedException {
     ProcessBuilder pb = new ProcessBuilder(cmd);
-    pb.environment().put("OMP_WAIT_POLICY", "PASSIVE");
+    // libtorch's OpenMP wait as bin/troupe sets it, for both implementations alike; the bench's
+    // own setting where it has one (a user's)
+    String policy = System.getenv("OMP_WAIT_POLICY");
+    if (policy == null || policy.isEmpty()) {
+      pb.environment().put("OMP_WAIT_POLICY", "ACTIVE");
+      pb.environment().putIfAbsent("GOMP_SPINCOUNT", String.valueOf(OMP_SPIN_COUNT));
+    }
     pb.environment().put("OMP_NUM_THREADS", String.valueOf(threads));
     pb.environment().put("OPENBLAS_NUM_THREADS", String.valueOf(threads));
     // Troupe's JVMs shorten OpenBLAS's idle spin themselves (Natives); the peer's OpenBLAS gets
@@ -278,6 +290,7 @@ final class BenchCommand implements Main.Command {
             + rounds
             + " round(s)");
     out.println("native allocator: " + reported(results, "allocator"));
+    out.println("OpenMP wait (OMP_WAIT_POLICY/GOMP_SPINCOUNT): " + reported(results, "omp_wait"));
     out.println(
         "OpenBLAS idle workers spin 2^N cycles, N: "
             + reported(results, "openblas_thread_timeout")

@@ -48,6 +48,18 @@ final class BenchRunCommand implements Main.Command {
     return 0;
   }
 
+  /**
+   * libgomp's wait as this process's environment set it: "ACTIVE/30000", "PASSIVE/-"; "-" for what
+   * is unset. The peer reports the same field.
+   */
+  static String ompWait() {
+    String policy = System.getenv("OMP_WAIT_POLICY");
+    String spins = System.getenv("GOMP_SPINCOUNT");
+    return (policy == null || policy.isEmpty() ? "-" : policy)
+        + "/"
+        + (spins == null || spins.isEmpty() ? "-" : spins);
+  }
+
   static Map<String, Object> json(BenchRun.Result r, BenchRun.Settings s) {
     Map<String, Object> m = new LinkedHashMap<>();
     m.put("impl", "troupe");
@@ -62,6 +74,7 @@ final class BenchRunCommand implements Main.Command {
     m.put("peak_rss_mib", r.peakRssMib());
     m.put("allocator", NativeHeap.allocator());
     m.put("openblas_thread_timeout", BlasThreads.spinTimeoutExponent());
+    m.put("omp_wait", ompWait());
     m.put("loss_first", r.lossFirst());
     m.put("loss_last", r.lossLast());
     m.put("eval_loss", r.evalLoss());

@@ -75,6 +75,14 @@ class BenchCommandTest {
       assertTrue(l.get("peak_rss_mib").asDouble() > 0, l.toString());
       assertTrue(Double.isFinite(l.get("eval_loss").asDouble()), l.toString());
       assertEquals(2, l.get("step_s").size());
+      // libgomp's wait: the bench's own where its environment sets one, else bin/troupe's
+      String policy = System.getenv("OMP_WAIT_POLICY");
+      String spins = System.getenv("GOMP_SPINCOUNT");
+      String expectedWait =
+          policy == null || policy.isEmpty()
+              ? "ACTIVE/" + (spins == null || spins.isEmpty() ? "30000" : spins)
+              : policy + "/" + (spins == null || spins.isEmpty() ? "-" : spins);
+      assertEquals(expectedWait, l.get("omp_wait").asText(), l.toString());
       // the bench gives every run the short OpenBLAS spin where the environment sets none
       if (System.getenv("OPENBLAS_THREAD_TIMEOUT") == null
           && System.getenv("GOTO_THREAD_TIMEOUT") == null) {
