@@ -424,9 +424,11 @@ _NF4_MIDS = (_NF4_TABLE[:-1] + _NF4_TABLE[1:]) / 2
 
 
 def quantize_int8(w):
-    """w [out, in] float -> (int8 [out, in], float32 scale [out]), scale = absmax / 127."""
+    """w [out, in] float -> (int8 [out, in], float32 scale [out]), scale = absmax / 127
+    rounded up to a bf16 value (as Troupe's), so that bf16 products can scale after."""
     w = w.float()
     scale = w.abs().amax(dim=1) / 127.0
+    scale = ((scale.view(torch.int32) + 0xFFFF) & -65536).view(torch.float32)
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
     q = torch.round(w / safe[:, None]).clamp_(-127, 127).to(torch.int8)
     return q, scale
@@ -465,8 +467,15 @@ _DEQUANT = {"int8": dequantize_int8, "nf4": dequantize_nf4}
 _QUANT = {"int8": quantize_int8, "nf4": quantize_nf4}
 
 
+def _scales_after(fmt, dtype):
+    """int8 in bf16 multiplies by the cast codes and scales the output channels,
+    as gpt-fast's and torchao's weight-only int8 linears do (and Troupe)."""
+    return fmt == "int8" and dtype == torch.bfloat16
+
+
 class QuantLinearFn(torch.autograd.Function):
-    """y = x W^T with W dequantized from (qweight, absmax) into x's dtype.
+    """y = x W^T with W dequantized from (qweight, absmax) into x's dtype
+    (or, see _scales_after, y = (x q^T) * s).
 
     Saves only the quantized weight and its scales; backward dequantizes again
     to compute grad_input. The weight gets no gradient (it is frozen)."""
@@ -476,6 +485,8 @@ class QuantLinearFn(torch.autograd.Function):
         ctx.save_for_backward(qweight, absmax)
         ctx.fmt = fmt
         ctx.in_features = in_features
+        if _scales_after(fmt, x.dtype):
+            return linear(x, qweight.to(x.dtype)).mul_(absmax.to(x.dtype))
         w = _DEQUANT[fmt](qweight, absmax, in_features, x.dtype)
         return linear(x, w)
 
@@ -484,6 +495,9 @@ class QuantLinearFn(torch.autograd.Function):
         grad_in = None
         if ctx.needs_input_grad[0]:
             qweight, absmax = ctx.saved_tensors
+            if _scales_after(ctx.fmt, grad_out.dtype):
+                s = absmax.to(grad_out.dtype)
+                return matmul(grad_out * s, qweight.to(grad_out.dtype)), None, None, None, None
             w = _DEQUANT[ctx.fmt](qweight, absmax, ctx.in_features, grad_out.dtype)
             grad_in = matmul(grad_out, w)
         return grad_in, None, None, None, None

@@ -169,12 +169,14 @@ class PipelineQuantCheckTest {
    * The row-parallel layers' partial outputs are summed over the shards before their error is
    * taken. The first check, over NF4 shards of whole groups, is one device's; once promoted to INT8
    * (one scale per output row) a shard's rows are scaled by their own columns' largest value, which
-   * one device does over the whole row, so the steps after it and the later checks' measurements
-   * are close to one device's (1e-2), not equal; the decisions are the same.
+   * one device does over the whole row, so every step after it (the first one included) and the
+   * later checks' measurements are close to one device's (1e-2), not equal; the decisions are the
+   * same. (The first step's loss had come within 1e-4 of one device's by chance: 3e-5 with INT8
+   * scales in FP32, 3e-4 with them rounded up to bf16 values.)
    */
   @Test
   void tensorParallelShardsMeasureTheirLayersTogether() throws Exception {
-    matchesOneDevice(new Plan(2, 2, 1, new int[] {0, 2, 4}), 1, 1);
+    matchesOneDevice(new Plan(2, 2, 1, new int[] {0, 2, 4}), 0, 1);
   }
 
   /**

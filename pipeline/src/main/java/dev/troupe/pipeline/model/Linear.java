@@ -21,7 +21,9 @@ import org.bytedeco.pytorch.global.torch.ScalarType;
  *
  * <p>The frozen weight is dense in the compute dtype, or {@link QuantizedTensor quantized}: then
  * every forward dequantizes it into a temporary that its caller's scope frees, and under autograd
- * the backward dequantizes it again (see {@link #quantizedWithBackward}).
+ * the backward dequantizes it again (see {@link #quantizedWithBackward}). An INT8 weight in bf16 is
+ * not dequantized but cast, its scales applied to the product's output channels instead ({@link
+ * QuantizedTensor#scalesAfterProduct}).
  *
  * <p>An adapter loaded for inference is owned (and closed) by the layer and already in the compute
  * dtype. Trainable FP32 master weights are lent by the trainer: they are cast to the compute dtype
@@ -130,14 +132,23 @@ final class Linear implements AutoCloseable {
   /** The base output {@code x W^T (+ b)} alone, without the adapter. */
   Tensor base(Tensor x) {
     if (quantized == null) return Kernels.linear(x, weight(x.scalar_type()), bias);
-    // the dequantized weight is freed at once rather than with the caller's scope (the layer's),
-    // which would keep all of a layer's; autograd keeps its own reference where it needs one
-    Tensor w = quantized.dequantize(x.scalar_type());
+    boolean scaleAfter = quantized.scalesAfterProduct(x.scalar_type());
+    // the weight is freed at once rather than with the caller's scope (the layer's), which would
+    // keep all of a layer's; autograd keeps its own reference where it needs one
+    Tensor w =
+        scaleAfter ? quantized.codes(x.scalar_type()) : quantized.dequantize(x.scalar_type());
+    Tensor y;
     try {
-      return Kernels.linear(x, w, bias);
+      y = Kernels.linear(x, w, scaleAfter ? null : bias);
     } finally {
       w.close();
     }
+    if (scaleAfter) {
+      // in place: y is the product's own new output, which no backward keeps
+      y = y.mul_(quantized.bf16Scales());
+      if (bias != null) y = y.add_(bias);
+    }
+    return y;
   }
 
   /** Sees the input of every forward until cleared with null (calibration). */
@@ -237,8 +248,14 @@ final class Linear implements AutoCloseable {
             }
             Tensor next;
             try (PointerScope scope = new PointerScope()) {
-              Tensor w = quantized.dequantize(gradOutput.scalar_type());
-              next = Torch.keep(Kernels.matmul(gradOutput, w));
+              ScalarType dtype = gradOutput.scalar_type();
+              // dL/dx = dL/dy · diag(s) q where the forward scaled after the product
+              next =
+                  Torch.keep(
+                      quantized.scalesAfterProduct(dtype)
+                          ? Kernels.matmul(
+                              gradOutput.mul(quantized.bf16Scales()), quantized.codes(dtype))
+                          : Kernels.matmul(gradOutput, quantized.dequantize(dtype)));
             }
             gradOutput.close();
             gradOutput = null;
