@@ -164,28 +164,29 @@ final class Linear implements AutoCloseable {
 
   private Tensor compute(Tensor x) {
     boolean hooked = quantized != null && GradMode.is_enabled() && x.requires_grad();
-    Tensor y = hooked ? quantizedWithBackward(x) : base(x);
-    if (lora != null) {
-      Tensor a = lora.a();
-      Tensor b = lora.b();
-      if (a.scalar_type().value != x.scalar_type().value) {
-        a = a.to(x.scalar_type());
-        b = b.to(x.scalar_type());
-      }
-      Tensor in =
-          dropout <= 0
-              ? x
-              : dropoutFull > 0
-                  ? Torch.dropout(x, dropout, dropoutStart, dropoutFull)
-                  : Torch.dropout(x, dropout);
-      Tensor delta = Kernels.linear(Kernels.linear(in, a, null), b, null);
-      // out of place where y carries a gradient hook, in place everywhere else
-      y =
-          hooked
-              ? y.add(delta, Torch.scalar(lora.scaling()))
-              : y.add_(delta, Torch.scalar(lora.scaling()));
+    if (!hooked) {
+      Tensor y = base(x);
+      return lora == null ? y : y.add_(loraDelta(x), Torch.scalar(lora.scaling()));
     }
-    return y;
+    if (lora == null) return quantizedWithBackward(x);
+    return quantizedWithLora(x);
+  }
+
+  /** The adapter's {@code B (A dropout(x))}, unscaled, in {@code x}'s dtype. */
+  private Tensor loraDelta(Tensor x) {
+    Tensor a = lora.a();
+    Tensor b = lora.b();
+    if (a.scalar_type().value != x.scalar_type().value) {
+      a = a.to(x.scalar_type());
+      b = b.to(x.scalar_type());
+    }
+    Tensor in =
+        dropout <= 0
+            ? x
+            : dropoutFull > 0
+                ? Torch.dropout(x, dropout, dropoutStart, dropoutFull)
+                : Torch.dropout(x, dropout);
+    return Kernels.linear(Kernels.linear(in, a, null), b, null);
   }
 
   /**
@@ -207,6 +208,28 @@ final class Linear implements AutoCloseable {
     Tensor y = base.add(link.narrow(-1, 0, 1).mul(Torch.scalar(0.0)));
     y.register_hook(backward.keepGradient);
     link.register_hook(backward.inputGradient);
+    return y;
+  }
+
+  /**
+   * {@link #quantizedWithBackward} where the layer carries an adapter: the adapter's branch is the
+   * link. {@code y = base(x) + scaling · B (A dropout(x'))} with {@code x'} an alias of {@code x}
+   * and {@code base} computed without autograd; the hook on {@code x'} adds {@code dL/dy · Ŵ} to
+   * the gradient the branch brings it. One full-size add in the forward instead of two, and no
+   * reduction of {@code dL/dy} or zero-filled input gradient for the zero link in the backward.
+   */
+  private Tensor quantizedWithLora(Tensor x) {
+    if (backward == null) backward = new QuantBackward();
+    Tensor y;
+    try (NoGradGuard noGrad = new NoGradGuard()) {
+      y = base(x);
+    }
+    Tensor link = x.alias();
+    // out of place: the base output can be a view made without autograd, which autograd does not
+    // let an in-place operation change
+    y = y.add(loraDelta(link), Torch.scalar(lora.scaling()));
+    y.register_hook(backward.keepGradient);
+    link.register_hook(backward.addInputGradient);
     return y;
   }
 
@@ -237,45 +260,65 @@ final class Linear implements AutoCloseable {
           }
         };
 
+    /** Replaces the zero link's gradient by the base's input gradient. */
     final TensorTensorHook inputGradient =
         new TensorTensorHook() {
           @Override
           public TensorBase call(TensorBase ignored) {
             ignored.close(); // see closeArgument
-            if (gradOutput == null) {
-              throw new IllegalStateException(
-                  "the output gradient of a quantized layer is missing");
-            }
-            Tensor next;
-            try (PointerScope scope = new PointerScope()) {
-              ScalarType dtype = gradOutput.scalar_type();
-              // dL/dx = dL/dy · diag(s) q where the forward scaled after the product
-              next =
-                  Torch.keep(
-                      quantized.scalesAfterProduct(dtype)
-                          ? Kernels.matmul(
-                              gradOutput.mul(quantized.bf16Scales()), quantized.codes(dtype))
-                          : Kernels.matmul(gradOutput, quantized.dequantize(dtype)));
-            }
-            gradOutput.close();
-            gradOutput = null;
-            Tensor previous = LAST_INPUT_GRADIENT.get();
-            if (previous != null) previous.close();
-            LAST_INPUT_GRADIENT.set(next);
-            return next;
+            return baseInputGradient(null);
           }
         };
+
+    /** Adds the base's input gradient to the one the adapter's branch brought the link. */
+    final TensorTensorHook addInputGradient =
+        new TensorTensorHook() {
+          @Override
+          public TensorBase call(TensorBase fromAdapter) {
+            try {
+              return baseInputGradient(fromAdapter);
+            } finally {
+              fromAdapter.close(); // see closeArgument
+            }
+          }
+        };
+
+    /** {@code dL/dy · Ŵ}, plus {@code plus} where given; freed at the next hook call. */
+    private Tensor baseInputGradient(TensorBase plus) {
+      if (gradOutput == null) {
+        throw new IllegalStateException("the output gradient of a quantized layer is missing");
+      }
+      Tensor next;
+      try (PointerScope scope = new PointerScope()) {
+        ScalarType dtype = gradOutput.scalar_type();
+        // dL/dx = dL/dy · diag(s) q where the forward scaled after the product
+        next =
+            quantized.scalesAfterProduct(dtype)
+                ? Kernels.matmul(gradOutput.mul(quantized.bf16Scales()), quantized.codes(dtype))
+                : Kernels.matmul(gradOutput, quantized.dequantize(dtype));
+        if (plus != null) next.add_(new Tensor(plus));
+        next = Torch.keep(next);
+      }
+      gradOutput.close();
+      gradOutput = null;
+      Tensor previous = LAST_INPUT_GRADIENT.get();
+      if (previous != null) previous.close();
+      LAST_INPUT_GRADIENT.set(next);
+      return next;
+    }
 
     QuantBackward() {
       // made during a forward, inside its layer's PointerScope: the hooks must outlive it
       keepGradient.retainReference();
       inputGradient.retainReference();
+      addInputGradient.retainReference();
     }
 
     void close() {
       if (gradOutput != null) gradOutput.close();
       keepGradient.close();
       inputGradient.close();
+      addInputGradient.close();
     }
   }
 

@@ -19,8 +19,9 @@ import org.junit.jupiter.params.provider.EnumSource;
 /**
  * A quantized layer's hand-made backward (gradient hooks that dequantize again) gives the gradients
  * that autograd gives for a dense layer holding the same dequantized weight: for the input and the
- * LoRA pair, over several forward/backward rounds; in bf16, where INT8 scales the product instead
- * of dequantizing, as closely as a dense bf16 layer does.
+ * LoRA pair, over several forward/backward rounds (with an adapter, with dropout on the adapter's
+ * input, without an adapter); in bf16, where INT8 scales the product instead of dequantizing, as
+ * closely as a dense bf16 layer does.
  */
 class QuantizedLinearBackwardTest {
   @BeforeAll
@@ -50,7 +51,10 @@ class QuantizedLinearBackwardTest {
       Tensor bias = Torch.keep(random(2, 48));
       Linear quantized = new Linear(q, Torch.keep(bias.clone()));
       Linear reference = new Linear(dense, bias);
-      for (int round = 0; round < 3; round++) {
+      // rounds: an adapter, an adapter with dropout on its input, no adapter (the zero link)
+      for (int round = 0; round < 4; round++) {
+        boolean adapter = round < 3;
+        double dropout = round == 1 ? 0.25 : 0.0;
         Tensor a = random(10 + round, 4, 80).mul(Torch.scalar(0.1));
         Tensor b = random(20 + round, 48, 4).mul(Torch.scalar(0.1));
         Tensor[] grads = new Tensor[6];
@@ -61,10 +65,12 @@ class QuantizedLinearBackwardTest {
           la.set_requires_grad(true);
           Tensor lb = b.clone();
           lb.set_requires_grad(true);
-          layers[k].attach(new LoraWeights(la, lb, 2.0), false);
+          if (adapter) layers[k].attach(new LoraWeights(la, lb, 2.0), false);
+          layers[k].dropout(dropout);
           Tensor x = random(30 + round, 2, 3, 80);
           x.set_requires_grad(true);
           Tensor y;
+          Torch.seedThread(50 + round); // the same dropout mask in both layers
           // as in a model: the forward runs in a scope of its own, closed before the backward
           try (PointerScope layerScope = new PointerScope()) {
             y = Torch.keep(layers[k].forward(x));
@@ -72,13 +78,13 @@ class QuantizedLinearBackwardTest {
           y.mul(random(40 + round, 2, 3, 48)).sum().backward();
           outputs[k] = y.detach();
           grads[3 * k] = x.grad();
-          grads[3 * k + 1] = la.grad();
-          grads[3 * k + 2] = lb.grad();
+          grads[3 * k + 1] = adapter ? la.grad() : null;
+          grads[3 * k + 2] = adapter ? lb.grad() : null;
           layers[k].detach();
         }
         assertTrue(relDiff(outputs[0], outputs[1]) < 1e-6, "output, round " + round);
         String[] names = {"input", "lora A", "lora B"};
-        for (int g = 0; g < 3; g++) {
+        for (int g = 0; g < (adapter ? 3 : 1); g++) {
           double d = relDiff(grads[g], grads[3 + g]);
           assertTrue(d < 1e-6, format + " " + names[g] + " gradient differs by " + d);
         }
