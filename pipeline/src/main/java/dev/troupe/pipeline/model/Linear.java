@@ -21,8 +21,8 @@ import org.bytedeco.pytorch.global.torch.ScalarType;
  *
  * <p>The frozen weight is dense in the compute dtype, or {@link QuantizedTensor quantized}: then
  * every forward dequantizes it into a temporary that its caller's scope frees, and under autograd
- * the backward dequantizes it again (see {@link #quantizedWithBackward}). An INT8 weight in bf16 is
- * not dequantized but cast, its scales applied to the product's output channels instead ({@link
+ * the backward dequantizes it again (see {@link #quantizedHooked}). An INT8 weight in bf16 is not
+ * dequantized but cast, its scales applied to the product's output channels instead ({@link
  * QuantizedTensor#scalesAfterProduct}).
  *
  * <p>An adapter loaded for inference is owned (and closed) by the layer and already in the compute
@@ -168,8 +168,7 @@ final class Linear implements AutoCloseable {
       Tensor y = base(x);
       return lora == null ? y : y.add_(loraDelta(x), Torch.scalar(lora.scaling()));
     }
-    if (lora == null) return quantizedWithBackward(x);
-    return quantizedWithLora(x);
+    return quantizedHooked(x);
   }
 
   /** The adapter's {@code B (A dropout(x))}, unscaled, in {@code x}'s dtype. */
@@ -193,32 +192,15 @@ final class Linear implements AutoCloseable {
    * The base output of a quantized layer under autograd without letting autograd keep the
    * dequantized weight until the backward pass (a whole dense model's worth over all layers).
    * libtorch's C++ custom autograd functions are not reachable from Java, so the backward is made
-   * with two gradient hooks instead: {@code y = base(x) + 0·x[..., :1]} (computed without autograd,
-   * plus a zero-valued link to {@code x}); a hook on {@code y} keeps {@code dL/dy}, and a hook on
-   * the link's input, which autograd reaches next, replaces the link's (zero) gradient by {@code
-   * dL/dy · Ŵ} with {@code Ŵ} dequantized again, as bitsandbytes does.
+   * with two gradient hooks instead: the base output is computed without autograd and tied to an
+   * alias {@code x'} of {@code x} by a link; a hook on {@code y} keeps {@code dL/dy}, and a hook on
+   * {@code x'}, which autograd reaches next, puts {@code dL/dy · Ŵ} with {@code Ŵ} dequantized
+   * again into the gradient of {@code x}, as bitsandbytes does. The link is the adapter's branch
+   * where the layer carries one, {@code y = base(x) + scaling · B (A dropout(x'))}, and the hook
+   * adds to the gradient the branch brings; without an adapter it is a zero term, {@code y =
+   * base(x) + 0·x'[..., :1]}, whose (zero) gradient the hook replaces.
    */
-  private Tensor quantizedWithBackward(Tensor x) {
-    if (backward == null) backward = new QuantBackward();
-    Tensor base;
-    try (NoGradGuard noGrad = new NoGradGuard()) {
-      base = base(x);
-    }
-    Tensor link = x.alias();
-    Tensor y = base.add(link.narrow(-1, 0, 1).mul(Torch.scalar(0.0)));
-    y.register_hook(backward.keepGradient);
-    link.register_hook(backward.inputGradient);
-    return y;
-  }
-
-  /**
-   * {@link #quantizedWithBackward} where the layer carries an adapter: the adapter's branch is the
-   * link. {@code y = base(x) + scaling · B (A dropout(x'))} with {@code x'} an alias of {@code x}
-   * and {@code base} computed without autograd; the hook on {@code x'} adds {@code dL/dy · Ŵ} to
-   * the gradient the branch brings it. One full-size add in the forward instead of two, and no
-   * reduction of {@code dL/dy} or zero-filled input gradient for the zero link in the backward.
-   */
-  private Tensor quantizedWithLora(Tensor x) {
+  private Tensor quantizedHooked(Tensor x) {
     if (backward == null) backward = new QuantBackward();
     Tensor y;
     try (NoGradGuard noGrad = new NoGradGuard()) {
@@ -227,9 +209,14 @@ final class Linear implements AutoCloseable {
     Tensor link = x.alias();
     // out of place: the base output can be a view made without autograd, which autograd does not
     // let an in-place operation change
-    y = y.add(loraDelta(link), Torch.scalar(lora.scaling()));
+    if (lora == null) {
+      y = y.add(link.narrow(-1, 0, 1).mul(Torch.scalar(0.0)));
+      link.register_hook(backward.inputGradient);
+    } else {
+      y = y.add(loraDelta(link), Torch.scalar(lora.scaling()));
+      link.register_hook(backward.addInputGradient);
+    }
     y.register_hook(backward.keepGradient);
-    link.register_hook(backward.addInputGradient);
     return y;
   }
 
@@ -241,11 +228,11 @@ final class Linear implements AutoCloseable {
   private static final ThreadLocal<Tensor> LAST_INPUT_GRADIENT = new ThreadLocal<>();
 
   /**
-   * The two hooks of {@link #quantizedWithBackward}. closeArgument: JavaCPP hands a hook its
-   * argument (a gradient, taken by value) as a new Java-owned tensor handle, which joins the
-   * innermost open {@link PointerScope}: the trainer's microbatch scope. Left to it, every hooked
-   * gradient of the backward pass stayed alive until the microbatch ended (bench-m lora-int8: 140
-   * MiB more at the end of the backward than at its start), so each hook closes its argument.
+   * The hooks of {@link #quantizedHooked}. closeArgument: JavaCPP hands a hook its argument (a
+   * gradient, taken by value) as a new Java-owned tensor handle, which joins the innermost open
+   * {@link PointerScope}: the trainer's microbatch scope. Left to it, every hooked gradient of the
+   * backward pass stayed alive until the microbatch ended (bench-m lora-int8: 140 MiB more at the
+   * end of the backward than at its start), so each hook closes its argument.
    */
   private final class QuantBackward {
     private Tensor gradOutput;
