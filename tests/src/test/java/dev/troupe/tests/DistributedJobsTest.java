@@ -25,12 +25,13 @@ import org.junit.jupiter.api.io.TempDir;
  * one, one and two CPU devices, and the same fp32 job (fixed seed, no shuffling, tokens data,
  * dropout 0) submitted with plans 1×1×1, pp=2, tp=2, dp=2 and pp=2 × dp=2. Every plan's per-step
  * losses match the job trained in this JVM on one device within 1e-4 relative, its eval losses (at
- * steps 0, 2 and 4, computed through the plan's stages) within 1e-5, and its adapter within 1e-4
- * relative (per tensor, in norm). LoRA r=128 makes a stage's trainable state (about 1.5 MiB with
- * AdamW's moments) larger than Artery's ordinary 256 KiB frames, so checkpoints gathered across
- * nodes take the large-message lane. pp=2 and dp=2 span two processes (every node's first device
- * sorts before the two-device node's second), tp=2 runs on the two-device node (the planner keeps a
- * stage's shards on one node), pp=2 × dp=2 spans all three.
+ * steps 0, 2 and 4, computed through the plan's stages) within 1e-5, and its adapter within 1e-5
+ * relative (per tensor, in norm), 2e-4 for tp=2, whose shards split the sums of every product. LoRA
+ * r=128 makes a stage's trainable state (about 1.5 MiB with AdamW's moments) larger than Artery's
+ * ordinary 256 KiB frames, so checkpoints gathered across nodes take the large-message lane. pp=2
+ * and dp=2 span two processes (every node's first device sorts before the two-device node's
+ * second), tp=2 runs on the two-device node (the planner keeps a stage's shards on one node), pp=2
+ * × dp=2 spans all three.
  */
 class DistributedJobsTest {
   @TempDir Path dir;
@@ -161,7 +162,11 @@ class DistributedJobsTest {
         assertEquals(referenceAdapter.keySet(), a.keySet(), p[0] + ": adapter tensors");
         for (String k : a.keySet()) {
           // relative to the tensor's norm: AdamW turns float noise in gradients near zero into
-          // steps of up to lr, so single values may differ more than the whole does
+          // steps of up to lr, so single values may differ more than the whole does. pp=2 adds
+          // nothing in another order (bit-equal), dp=2 only the two microbatches' gradients
+          // (2.7e-6); tp=2 splits the sums of every sharded product, and its largest tensor
+          // differed by 9.1e-5 with a spelled-out log-softmax in the loss and by 1.13e-4 with
+          // libtorch's (the same kernel as cross_entropy's)
           float[] want = referenceAdapter.get(k);
           float[] have = a.get(k);
           double diff = 0;
@@ -171,7 +176,10 @@ class DistributedJobsTest {
             norm += want[i] * (double) want[i];
           }
           double relative = Math.sqrt(diff / norm);
-          assertTrue(relative <= 1e-4, p[0] + ": " + k + " differs by " + relative + " relative");
+          double bound = p[0].startsWith("tp") ? 2e-4 : 1e-5;
+          assertTrue(
+              relative <= bound,
+              p[0] + ": " + k + " differs by " + relative + " relative (bound " + bound + ")");
         }
       }
       JsonNode last = TrainingJobs.steps(dir.resolve("pp2dp2/metrics.jsonl")).getLast();

@@ -1,7 +1,6 @@
 package dev.troupe.pipeline.train;
 
 import dev.troupe.pipeline.engine.Torch;
-import org.bytedeco.pytorch.ScalarTypeOptional;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorOptional;
 import org.bytedeco.pytorch.global.torch;
@@ -58,19 +57,16 @@ public final class CausalLmLoss {
     Tensor valid = targets.ne(Torch.scalar(IGNORE));
     Tensor ignored = valid.logical_not();
     Tensor index = targets.masked_fill(ignored, Torch.scalar(0)).unsqueeze(1);
-    // log-probabilities in place, in log_softmax's order: (x - max) - log(sum(exp(x - max)))
-    Tensor max = torch.amax(logits, new long[] {1}, true);
-    logits.sub_(max);
-    Tensor logSum;
-    try (Tensor exp = logits.exp()) {
-      logSum = exp.sum(new long[] {1}, true, new ScalarTypeOptional()).log_();
-    }
-    Tensor rowLoss = logSum.sub(logits.gather(1, index)).squeeze(1);
+    // log-probabilities in place, by libtorch's own kernel as cross_entropy computes them: one
+    // fused pass for the maxima and sums of each row, one to write them (the kernel reads and
+    // writes each value in the same pass, so the output may be its input)
+    torch.log_softmax_out(logits, logits, 1);
+    Tensor rowLoss = logits.gather(1, index).squeeze(1).neg_();
     double sum = rowLoss.masked_fill(ignored, Torch.scalar(0.0)).sum().item_double();
-    // log_softmax's backward for an output gradient of -weight at the target:
-    // weight * exp(log p) - weight at the target
+    // log_softmax's backward for an output gradient of -weight at the target, as autograd forms
+    // it: weight * exp(log p) - weight at the target
     Tensor rowWeight = valid.to(ScalarType.Float).mul_(Torch.scalar(weight)).unsqueeze(1);
-    logits.sub_(logSum).exp_().mul_(rowWeight);
+    logits.exp_().mul_(rowWeight);
     logits.scatter_add_(1, index, rowWeight.neg());
     return sum;
   }
