@@ -11,6 +11,7 @@ import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorBase;
 import org.bytedeco.pytorch.TensorTensorHook;
 import org.bytedeco.pytorch.VoidTensorHook;
+import org.bytedeco.pytorch.global.torch;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
 /**
@@ -131,6 +132,15 @@ final class Linear implements AutoCloseable {
 
   /** The base output {@code x W^T (+ b)} alone, without the adapter. */
   Tensor base(Tensor x) {
+    return base(x, true);
+  }
+
+  /**
+   * {@link #base(Tensor)}; with {@code scaled} false, where the weight's scales are applied after
+   * the product ({@link QuantizedTensor#scalesAfterProduct}), the product with the codes alone, its
+   * output channels not yet scaled and no bias added.
+   */
+  private Tensor base(Tensor x, boolean scaled) {
     if (quantized == null) return Kernels.linear(x, weight(x.scalar_type()), bias);
     boolean scaleAfter = quantized.scalesAfterProduct(x.scalar_type());
     // the weight is freed at once rather than with the caller's scope (the layer's), which would
@@ -143,7 +153,7 @@ final class Linear implements AutoCloseable {
     } finally {
       w.close();
     }
-    if (scaleAfter) {
+    if (scaleAfter && scaled) {
       // in place: y is the product's own new output, which no backward keeps
       y = y.mul_(quantized.bf16Scales());
       if (bias != null) y = y.add_(bias);
@@ -166,13 +176,16 @@ final class Linear implements AutoCloseable {
     boolean hooked = quantized != null && GradMode.is_enabled() && x.requires_grad();
     if (!hooked) {
       Tensor y = base(x);
-      return lora == null ? y : y.add_(loraDelta(x), Torch.scalar(lora.scaling()));
+      return lora == null ? y : y.add_(loraDelta(x, 1.0), Torch.scalar(lora.scaling()));
     }
     return quantizedHooked(x);
   }
 
-  /** The adapter's {@code B (A dropout(x))}, unscaled, in {@code x}'s dtype. */
-  private Tensor loraDelta(Tensor x) {
+  /**
+   * The adapter's {@code B (scale · A dropout(x))} in {@code x}'s dtype: the scale, where not 1, on
+   * the rank-r intermediate, where it costs a pass over r values a row rather than over the output.
+   */
+  private Tensor loraDelta(Tensor x, double scale) {
     Tensor a = lora.a();
     Tensor b = lora.b();
     if (a.scalar_type().value != x.scalar_type().value) {
@@ -185,7 +198,9 @@ final class Linear implements AutoCloseable {
             : dropoutFull > 0
                 ? Torch.dropout(x, dropout, dropoutStart, dropoutFull)
                 : Torch.dropout(x, dropout);
-    return Kernels.linear(Kernels.linear(in, a, null), b, null);
+    Tensor h = Kernels.linear(in, a, null);
+    if (scale != 1.0) h = h.mul(Torch.scalar(scale));
+    return Kernels.linear(h, b, null);
   }
 
   /**
@@ -196,26 +211,35 @@ final class Linear implements AutoCloseable {
    * alias {@code x'} of {@code x} by a link; a hook on {@code y} keeps {@code dL/dy}, and a hook on
    * {@code x'}, which autograd reaches next, puts {@code dL/dy · Ŵ} with {@code Ŵ} dequantized
    * again into the gradient of {@code x}, as bitsandbytes does. The link is the adapter's branch
-   * where the layer carries one, {@code y = base(x) + scaling · B (A dropout(x'))}, and the hook
+   * where the layer carries one, {@code y = base(x) + B (scaling · A dropout(x'))}, and the hook
    * adds to the gradient the branch brings; without an adapter it is a zero term, {@code y =
    * base(x) + 0·x'[..., :1]}, whose (zero) gradient the hook replaces.
+   *
+   * <p>Where the scales come after the product (INT8 in bf16) and there is no bias, the scaling and
+   * the link are one {@code addcmul(link, x qᵀ, s)}: one pass over the output instead of a
+   * multiplication and an addition, rounded once. The adapter's scaling sits on its rank-r
+   * intermediate, so that autograd does not multiply the whole output gradient by it for the
+   * branch.
    */
   private Tensor quantizedHooked(Tensor x) {
     if (backward == null) backward = new QuantBackward();
-    Tensor y;
+    boolean fused = bias == null && quantized.scalesAfterProduct(x.scalar_type());
+    Tensor product;
     try (NoGradGuard noGrad = new NoGradGuard()) {
-      y = base(x);
+      product = base(x, !fused);
     }
     Tensor link = x.alias();
-    // out of place: the base output can be a view made without autograd, which autograd does not
-    // let an in-place operation change
+    Tensor term;
     if (lora == null) {
-      y = y.add(link.narrow(-1, 0, 1).mul(Torch.scalar(0.0)));
+      term = link.narrow(-1, 0, 1).mul(Torch.scalar(0.0));
       link.register_hook(backward.inputGradient);
     } else {
-      y = y.add(loraDelta(link), Torch.scalar(lora.scaling()));
+      term = loraDelta(link, lora.scaling());
       link.register_hook(backward.addInputGradient);
     }
+    // out of place: the base output can be a view made without autograd, which autograd does not
+    // let an in-place operation change
+    Tensor y = fused ? torch.addcmul(term, product, quantized.bf16Scales()) : product.add(term);
     y.register_hook(backward.keepGradient);
     return y;
   }

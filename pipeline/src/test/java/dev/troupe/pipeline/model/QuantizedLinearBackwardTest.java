@@ -12,9 +12,9 @@ import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * A quantized layer's hand-made backward (gradient hooks that dequantize again) gives the gradients
@@ -96,12 +96,15 @@ class QuantizedLinearBackwardTest {
 
   /**
    * In bf16 an INT8 layer multiplies the cast codes and scales the product's output channels
-   * ({@link QuantizedTensor#scalesAfterProduct}): its output and input gradient are as close to
-   * those of the dense layer with the dequantized weight in FP32 as a dense bf16 layer holding the
-   * dequantized weight rounded to bf16 is. (With scales not exact in bf16 they were 1.3× as far.)
+   * ({@link QuantizedTensor#scalesAfterProduct}), under autograd in one {@code addcmul} with its
+   * link: its output and gradients are as close to those of the dense layer with the dequantized
+   * weight in FP32 as a dense bf16 layer holding the dequantized weight rounded to bf16 is, without
+   * an adapter and with one (scaling 1.5, so that it rounds). (With scales not exact in bf16 they
+   * were 1.3× as far.)
    */
-  @Test
-  void int8InBf16IsAsCloseToFp32AsADenseBf16Layer() {
+  @ParameterizedTest
+  @ValueSource(booleans = {false, true})
+  void int8InBf16IsAsCloseToFp32AsADenseBf16Layer(boolean adapter) {
     try (PointerScope scope = new PointerScope()) {
       Tensor w = random(3, 96, 160).mul(Torch.scalar(0.05));
       QuantizedTensor q = QuantizedTensor.quantize(w, QuantFormat.INT8);
@@ -115,29 +118,41 @@ class QuantizedLinearBackwardTest {
       ScalarType[] dtypes = {ScalarType.BFloat16, ScalarType.BFloat16, ScalarType.Float};
       Tensor input = random(4, 2, 64, 160).to(ScalarType.BFloat16); // the same values for all
       Tensor upstream = random(5, 2, 64, 96);
-      Tensor[] outputs = new Tensor[3];
-      Tensor[] inputGrads = new Tensor[3];
+      Tensor a = random(6, 8, 160).mul(Torch.scalar(0.1));
+      Tensor b = random(7, 96, 8).mul(Torch.scalar(0.1));
+      String[] names = {"output", "input gradient", "lora A gradient", "lora B gradient"};
+      Tensor[][] results = new Tensor[3][adapter ? 4 : 2];
       for (int k = 0; k < 3; k++) {
         Tensor x = input.to(dtypes[k]).clone(); // a leaf of its own
         x.set_requires_grad(true);
+        Tensor la = a.clone();
+        Tensor lb = b.clone();
+        la.set_requires_grad(true);
+        lb.set_requires_grad(true);
+        // FP32 masters, cast to the compute dtype in the forward, as the trainer lends them
+        if (adapter) layers[k].attach(new LoraWeights(la, lb, 1.5), false);
         Tensor y;
         try (PointerScope layerScope = new PointerScope()) {
           y = Torch.keep(layers[k].forward(x));
         }
         y.to(ScalarType.Float).mul(upstream).sum().backward();
-        outputs[k] = y.detach().to(ScalarType.Float);
-        inputGrads[k] = x.grad().to(ScalarType.Float);
+        results[k][0] = y.detach().to(ScalarType.Float);
+        results[k][1] = x.grad().to(ScalarType.Float);
+        if (adapter) {
+          results[k][2] = la.grad();
+          results[k][3] = lb.grad();
+        }
+        layers[k].detach();
       }
-      double outInt8 = relDiff(outputs[0], outputs[2]);
-      double outDense = relDiff(outputs[1], outputs[2]);
-      double gradInt8 = relDiff(inputGrads[0], inputGrads[2]);
-      double gradDense = relDiff(inputGrads[1], inputGrads[2]);
-      System.out.printf(
-          "bf16 against FP32: output int8 %.3e dense %.3e, input gradient int8 %.3e dense %.3e%n",
-          outInt8, outDense, gradInt8, gradDense);
-      assertTrue(outDense > 0 && gradDense > 0, "bf16 rounds");
-      assertTrue(outInt8 < 1.15 * outDense, "output " + outInt8 + " against " + outDense);
-      assertTrue(gradInt8 < 1.15 * gradDense, "gradient " + gradInt8 + " against " + gradDense);
+      for (int r = 0; r < results[0].length; r++) {
+        double int8 = relDiff(results[0][r], results[2][r]);
+        double denseBf16 = relDiff(results[1][r], results[2][r]);
+        System.out.printf(
+            "bf16 against FP32, adapter %s: %s int8 %.3e dense %.3e%n",
+            adapter, names[r], int8, denseBf16);
+        assertTrue(denseBf16 > 0, names[r] + ": bf16 rounds");
+        assertTrue(int8 < 1.15 * denseBf16, names[r] + ": " + int8 + " against " + denseBf16);
+      }
       for (Linear layer : layers) layer.close();
     }
   }
