@@ -121,6 +121,26 @@ def openblas_thread_timeout():
     return 0
 
 
+def blas():
+    """The file that holds the sgemm_ this process resolves first (torch's BLAS), as Troupe's
+    bench-run reports it; "unknown" where it cannot be found."""
+    try:
+        import ctypes
+        lib = ctypes.CDLL(None)
+        address = ctypes.cast(lib.sgemm_, ctypes.c_void_p).value
+        with open("/proc/self/maps") as f:
+            for line in f:
+                parts = line.split(None, 5)
+                if len(parts) < 6:
+                    continue
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                if lo <= address < hi:
+                    return parts[5].strip()
+    except (OSError, AttributeError, ValueError):
+        pass
+    return "unknown"
+
+
 def log(msg):
     sys.stderr.write("pytorch_peer: %s\n" % msg)
     sys.stderr.flush()
@@ -870,6 +890,7 @@ def run(args):
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "allocator": allocator(),
         "openblas_thread_timeout": openblas_thread_timeout(),
+        "blas": blas(),
         "omp_wait": "%s/%s" % (os.environ.get("OMP_WAIT_POLICY") or "-",
                                os.environ.get("GOMP_SPINCOUNT") or "-"),
         "loss_first": losses[0],

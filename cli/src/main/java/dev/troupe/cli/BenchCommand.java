@@ -295,6 +295,7 @@ final class BenchCommand implements Main.Command {
         "OpenBLAS idle workers spin 2^N cycles, N: "
             + reported(results, "openblas_thread_timeout")
             + " (0: OpenBLAS's default, 28)");
+    out.println("BLAS (the library of sgemm_): " + reported(results, "blas"));
     out.printf(
         "%-10s %10s %9s %8s %9s %10s%s%n",
         "mode",

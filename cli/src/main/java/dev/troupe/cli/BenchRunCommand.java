@@ -3,6 +3,7 @@ package dev.troupe.cli;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.troupe.pipeline.bench.BenchMode;
 import dev.troupe.pipeline.bench.BenchRun;
+import dev.troupe.pipeline.engine.BlasLibrary;
 import dev.troupe.pipeline.engine.BlasThreads;
 import dev.troupe.pipeline.engine.NativeHeap;
 import java.io.PrintStream;
@@ -74,6 +75,7 @@ final class BenchRunCommand implements Main.Command {
     m.put("peak_rss_mib", r.peakRssMib());
     m.put("allocator", NativeHeap.allocator());
     m.put("openblas_thread_timeout", BlasThreads.spinTimeoutExponent());
+    m.put("blas", BlasLibrary.serving());
     m.put("omp_wait", ompWait());
     m.put("loss_first", r.lossFirst());
     m.put("loss_last", r.lossLast());

@@ -125,6 +125,8 @@ public final class Main {
 
   /** One line for an exception: its message, or its type where it has none. */
   static String describe(Throwable e) {
+    // a failure in a class's static initializer (loading libtorch) carries the reason as its cause
+    if (e instanceof ExceptionInInitializerError && e.getCause() != null) e = e.getCause();
     String m = e.getMessage();
     if (m == null || m.isBlank()) return e.getClass().getSimpleName();
     // libtorch's messages carry a C++ backtrace after the first line
