@@ -123,22 +123,31 @@ def openblas_thread_timeout():
 
 def blas():
     """The file that holds the sgemm_ this process resolves first (torch's BLAS), as Troupe's
-    bench-run reports it; "unknown" where it cannot be found."""
+    bench-run reports it; where sgemm_ is not in the global scope (torch loads its BLAS locally),
+    the BLAS libraries mapped (libblas*, libopenblas*, libmkl*), comma-separated; "unknown" where
+    none is found."""
+    try:
+        with open("/proc/self/maps") as f:
+            maps = [line.split(None, 5) for line in f]
+    except OSError:
+        return "unknown"
+    maps = [m for m in maps if len(m) == 6]
     try:
         import ctypes
-        lib = ctypes.CDLL(None)
-        address = ctypes.cast(lib.sgemm_, ctypes.c_void_p).value
-        with open("/proc/self/maps") as f:
-            for line in f:
-                parts = line.split(None, 5)
-                if len(parts) < 6:
-                    continue
-                lo, hi = (int(x, 16) for x in parts[0].split("-"))
-                if lo <= address < hi:
-                    return parts[5].strip()
+        address = ctypes.cast(ctypes.CDLL(None).sgemm_, ctypes.c_void_p).value
+        for m in maps:
+            lo, hi = (int(x, 16) for x in m[0].split("-"))
+            if lo <= address < hi:
+                return m[5].strip()
     except (OSError, AttributeError, ValueError):
         pass
-    return "unknown"
+    names = []
+    for m in maps:
+        path = m[5].strip()
+        if path.rsplit("/", 1)[-1].startswith(("libblas", "libopenblas", "libmkl")) \
+                and path not in names:
+            names.append(path)
+    return ", ".join(names) or "unknown"
 
 
 def log(msg):
