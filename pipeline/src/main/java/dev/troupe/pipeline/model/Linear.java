@@ -22,7 +22,7 @@ import org.bytedeco.pytorch.global.torch.ScalarType;
  *
  * <p>The frozen weight is dense in the compute dtype, or {@link QuantizedTensor quantized}: then
  * every forward dequantizes it into a temporary that its caller's scope frees, and under autograd
- * the backward dequantizes it again (see {@link #quantizedHooked}). An INT8 weight in bf16 is not
+ * the backward dequantizes it again (see {@link #quantizedOutput}). An INT8 weight in bf16 is not
  * dequantized but cast, its scales applied to the product's output channels instead ({@link
  * QuantizedTensor#scalesAfterProduct}).
  *
@@ -173,12 +173,9 @@ final class Linear implements AutoCloseable {
   }
 
   private Tensor compute(Tensor x) {
-    boolean hooked = quantized != null && GradMode.is_enabled() && x.requires_grad();
-    if (!hooked) {
-      Tensor y = base(x);
-      return lora == null ? y : y.add_(loraDelta(x, 1.0), Torch.scalar(lora.scaling()));
-    }
-    return quantizedHooked(x);
+    if (quantized != null) return quantizedOutput(x, GradMode.is_enabled() && x.requires_grad());
+    Tensor y = base(x);
+    return lora == null ? y : y.add_(loraDelta(x, 1.0), Torch.scalar(lora.scaling()));
   }
 
   /**
@@ -204,43 +201,54 @@ final class Linear implements AutoCloseable {
   }
 
   /**
-   * The base output of a quantized layer under autograd without letting autograd keep the
-   * dequantized weight until the backward pass (a whole dense model's worth over all layers).
-   * libtorch's C++ custom autograd functions are not reachable from Java, so the backward is made
-   * with two gradient hooks instead: the base output is computed without autograd and tied to an
-   * alias {@code x'} of {@code x} by a link; a hook on {@code y} keeps {@code dL/dy}, and a hook on
-   * {@code x'}, which autograd reaches next, puts {@code dL/dy · Ŵ} with {@code Ŵ} dequantized
-   * again into the gradient of {@code x}, as bitsandbytes does. The link is the adapter's branch
-   * where the layer carries one, {@code y = base(x) + B (scaling · A dropout(x'))}, and the hook
-   * adds to the gradient the branch brings; without an adapter it is a zero term, {@code y =
-   * base(x) + 0·x'[..., :1]}, whose (zero) gradient the hook replaces.
+   * A quantized layer's output, adapter included; under autograd ({@code hooked}) without letting
+   * autograd keep the dequantized weight until the backward pass (a whole dense model's worth over
+   * all layers). libtorch's C++ custom autograd functions are not reachable from Java, so the
+   * backward is made with two gradient hooks instead: the base output is computed without autograd
+   * and tied to an alias {@code x'} of {@code x} by a link; a hook on {@code y} keeps {@code
+   * dL/dy}, and a hook on {@code x'}, which autograd reaches next, puts {@code dL/dy · Ŵ} with
+   * {@code Ŵ} dequantized again into the gradient of {@code x}, as bitsandbytes does. The link is
+   * the adapter's branch where the layer carries one, {@code y = base(x) + B (scaling · A
+   * dropout(x'))}, and the hook adds to the gradient the branch brings; without an adapter it is a
+   * zero term, {@code y = base(x) + 0·x'[..., :1]}, whose (zero) gradient the hook replaces.
    *
    * <p>Where the scales come after the product (INT8 in bf16) and there is no bias, the scaling and
    * the link are one {@code addcmul(link, x qᵀ, s)}: one pass over the output instead of a
    * multiplication and an addition, rounded once. The adapter's scaling sits on its rank-r
    * intermediate, so that autograd does not multiply the whole output gradient by it for the
    * branch.
+   *
+   * <p>Without autograd ({@code hooked} false) the output is computed in the same operations, less
+   * the hooks and the zero link, so that a layer recomputed for its backward (gradient
+   * checkpointing) gives the same values as its first forward ({@code QuantizedTrainingTest}).
    */
-  private Tensor quantizedHooked(Tensor x) {
-    if (backward == null) backward = new QuantBackward();
+  private Tensor quantizedOutput(Tensor x, boolean hooked) {
     boolean fused = bias == null && quantized.scalesAfterProduct(x.scalar_type());
     Tensor product;
     try (NoGradGuard noGrad = new NoGradGuard()) {
       product = base(x, !fused);
     }
-    Tensor link = x.alias();
-    Tensor term;
-    if (lora == null) {
-      term = link.narrow(-1, 0, 1).mul(Torch.scalar(0.0));
-      link.register_hook(backward.inputGradient);
-    } else {
-      term = loraDelta(link, lora.scaling());
-      link.register_hook(backward.addInputGradient);
+    Tensor in = x;
+    if (hooked) {
+      if (backward == null) backward = new QuantBackward();
+      in = x.alias();
+      in.register_hook(lora == null ? backward.inputGradient : backward.addInputGradient);
     }
-    // out of place: the base output can be a view made without autograd, which autograd does not
-    // let an in-place operation change
-    Tensor y = fused ? torch.addcmul(term, product, quantized.bf16Scales()) : product.add(term);
-    y.register_hook(backward.keepGradient);
+    Tensor term =
+        lora != null
+            ? loraDelta(in, lora.scaling())
+            : hooked ? in.narrow(-1, 0, 1).mul(Torch.scalar(0.0)) : null;
+    Tensor y;
+    if (term == null) {
+      y = fused ? product.mul_(quantized.bf16Scales()) : product;
+    } else if (fused) {
+      y = torch.addcmul(term, product, quantized.bf16Scales());
+    } else {
+      // out of place under autograd: the base output can be a view made without autograd, which
+      // autograd does not let an in-place operation change
+      y = hooked ? product.add(term) : product.add_(term);
+    }
+    if (hooked) y.register_hook(backward.keepGradient);
     return y;
   }
 
@@ -252,7 +260,7 @@ final class Linear implements AutoCloseable {
   private static final ThreadLocal<Tensor> LAST_INPUT_GRADIENT = new ThreadLocal<>();
 
   /**
-   * The hooks of {@link #quantizedHooked}. closeArgument: JavaCPP hands a hook its argument (a
+   * The hooks of {@link #quantizedOutput}. closeArgument: JavaCPP hands a hook its argument (a
    * gradient, taken by value) as a new Java-owned tensor handle, which joins the innermost open
    * {@link PointerScope}: the trainer's microbatch scope. Left to it, every hooked gradient of the
    * backward pass stayed alive until the microbatch ended (bench-m lora-int8: 140 MiB more at the
