@@ -3,7 +3,6 @@ package dev.troupe.coordinator;
 import dev.troupe.device.DeviceActor;
 import dev.troupe.device.RankProtocol;
 import dev.troupe.pipeline.checkpoint.CheckpointStore;
-import dev.troupe.pipeline.dist.PipelineQuantCheck;
 import dev.troupe.pipeline.dist.Plan;
 import dev.troupe.pipeline.dist.StageWorker;
 import dev.troupe.pipeline.dist.StepDecision;
@@ -13,7 +12,6 @@ import dev.troupe.pipeline.quant.QuantState;
 import dev.troupe.pipeline.train.Evaluator;
 import dev.troupe.pipeline.train.LossScaler;
 import dev.troupe.pipeline.train.LrSchedule;
-import dev.troupe.pipeline.train.QuantCheck;
 import dev.troupe.pipeline.train.Replan;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -117,9 +115,7 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
   private String restoredFrom = "";
   private boolean replanReported;
   private QuantState quant; // the layers' formats and calm counts (null: the base is not quantized)
-  private long quantCheckedAt = -1;
-  private Map<Integer, Object> quantMeasured = Map.of();
-  private List<QuantCheck.LayerReport> quantLayers = List.of();
+  private RunQuantCheck quantCheck; // null: the base is not quantized
 
   private PlanRun(
       ActorContext<Command> ctx,
@@ -184,6 +180,7 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
       scaler = start.scaler();
       restoredFrom = start.source();
       quant = start.quant(job, plan.layers());
+      quantCheck = quant == null ? null : new RunQuantCheck(plan, quant, job.quantization());
       outputs = RunOutputs.open(job, store, step);
     } catch (IOException | RuntimeException e) {
       fail("cannot open the run's output in " + job.output() + ": " + e.getMessage());
@@ -486,8 +483,7 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
    * check where it is due, then the step, a save or the end.
    */
   private Behavior<Command> onward() {
-    long every = job.quantization().checkEvery();
-    if (quant != null && every > 0 && step % every == 0 && quantCheckedAt != step) {
+    if (quantCheck != null && quantCheck.due(step)) {
       phase = Phase.QUANT_MEASURING;
       answers.clear();
       for (ActorRef<DeviceActor.Command> d : devices) {
@@ -500,13 +496,9 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
 
   /** Every rank measured: the policy decides for the whole model, and the ranks apply it. */
   private Behavior<Command> quantDecide() {
-    quantMeasured = new HashMap<>(answers);
-    quantLayers =
-        PipelineQuantCheck.decide(
-            plan, r -> quantPart(quantMeasured.get(r)), quant, job.quantization().policy());
+    String decided = quantCheck.decide(answers);
     phase = Phase.QUANT_APPLYING;
     answers.clear();
-    String decided = quant.toJson().toString();
     for (ActorRef<DeviceActor.Command> d : devices) {
       d.tell(new RankProtocol.QuantApply(runId, step, decided));
     }
@@ -515,33 +507,15 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
 
   /** Every rank holds the decided formats: the check's line and scalars, then on. */
   private Behavior<Command> quantApplied() {
-    Map<Integer, Object> applied = new HashMap<>(answers);
-    QuantCheck.Report r =
-        PipelineQuantCheck.report(
-            plan,
-            quantLayers,
-            rank -> quantPart(quantMeasured.get(rank)),
-            rank -> quantPart(applied.get(rank)));
     StepOutputs lines = new StepOutputs();
-    String summary = QuantCheck.record(r, step, lines);
+    String summary = quantCheck.record(answers, step, lines);
     try {
       outputs.write(lines);
     } catch (IOException e) {
       return end(DeviceActor.Outcome.FAILED, "cannot write metrics: " + e.getMessage());
     }
     getContext().getLog().info("job {}: {}", jobId, summary);
-    quantCheckedAt = step;
     return onward();
-  }
-
-  private static PipelineQuantCheck.Part quantPart(Object answer) {
-    return switch (answer) {
-      case RankProtocol.QuantMeasured m ->
-          new PipelineQuantCheck.Part(m.layers(), m.lossSum(), m.tokens(), m.frozenBytes());
-      case RankProtocol.QuantApplied a ->
-          new PipelineQuantCheck.Part(List.of(), a.lossSum(), a.tokens(), a.frozenBytes());
-      default -> throw new IllegalStateException("not a quantization answer: " + answer);
-    };
   }
 
   /** After a committed step (and its eval): the next step, a save, or the end. */
