@@ -245,8 +245,9 @@ final class Linear implements AutoCloseable {
       y = torch.addcmul(term, product, quantized.bf16Scales());
     } else {
       // out of place under autograd: the base output can be a view made without autograd, which
-      // autograd does not let an in-place operation change
-      y = hooked ? product.add(term) : product.add_(term);
+      // autograd does not let an in-place operation change (the adapter of a layer whose input
+      // needs no gradient still trains)
+      y = hooked || term.requires_grad() ? product.add(term) : product.add_(term);
     }
     if (hooked) y.register_hook(backward.keepGradient);
     return y;
