@@ -13,7 +13,8 @@ import org.bytedeco.javacpp.Pointer;
 import org.bytedeco.openblas.presets.openblas_nolapack.SetNumThreads;
 
 /**
- * Loads libtorch (and the OpenBLAS it links) exactly once per JVM, safely.
+ * Loads libtorch (and the OpenBLAS it links: the bundled one, or the system's where {@link
+ * BlasLibrary} chooses it) exactly once per JVM, safely.
  *
  * <p>JavaCPP extracts its native libraries into a cache folder shared by every JVM of the user and
  * then {@code System.load}s them. Two things go wrong on a cold cache (measured: 2 of 4 JVMs
