@@ -55,10 +55,9 @@ final class RunQuantCheck {
    * go to {@code lines}; returns its one-line summary. The check counts as made for {@code step}.
    */
   String record(Map<Integer, Object> applied, long step, StepOutputs lines) {
-    Map<Integer, Object> held = new HashMap<>(applied);
     QuantCheck.Report r =
         PipelineQuantCheck.report(
-            plan, layers, rank -> part(measured.get(rank)), rank -> part(held.get(rank)));
+            plan, layers, rank -> part(measured.get(rank)), rank -> part(applied.get(rank)));
     checkedAt = step;
     return QuantCheck.record(r, step, lines);
   }

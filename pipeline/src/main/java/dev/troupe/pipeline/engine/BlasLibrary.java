@@ -46,7 +46,7 @@ public final class BlasLibrary {
    */
   static Path choose(String setting, String cpuinfo, boolean linuxX86, Predicate<Path> isFile) {
     String s = setting == null ? "" : setting.strip();
-    if (s.isEmpty() || s.equals("auto")) {
+    if (isAuto(setting)) {
       boolean intel = cpuinfo.contains("GenuineIntel");
       boolean avx512 = cpuinfo.lines().anyMatch(l -> l.startsWith("flags") && hasFlag(l));
       return linuxX86 && intel && avx512 && isFile.test(DEBIAN_PTHREADS) ? DEBIAN_PTHREADS : null;
@@ -58,6 +58,10 @@ public final class BlasLibrary {
           SETTING + "=" + s + ": no such file (auto, bundled, or the path of a libopenblas.so.0)");
     }
     return p;
+  }
+
+  private static boolean isAuto(String setting) {
+    return setting == null || setting.isBlank() || setting.strip().equals("auto");
   }
 
   private static boolean hasFlag(String flagsLine) {
@@ -77,6 +81,33 @@ public final class BlasLibrary {
         cpuinfo,
         Loader.getPlatform().equals("linux-x86_64"),
         Files::isRegularFile);
+  }
+
+  /**
+   * Loads the system OpenBLAS {@link #choose()} picks, if any, into the global symbol scope; {@link
+   * Natives} calls it before it loads libtorch, so that libtorch's BLAS symbols bind to it rather
+   * than to the bundled one. Where {@code TROUPE_BLAS} named the library, a failure to load it is
+   * an error; where {@code auto} chose it, a note on standard error, and the bundled one serves.
+   */
+  static void loadChosen() {
+    Path library = choose();
+    if (library == null) return;
+    try {
+      Loader.loadGlobal(library.toString());
+    } catch (UnsatisfiedLinkError e) {
+      String setting = System.getenv(SETTING);
+      if (!isAuto(setting)) {
+        throw new IllegalStateException(
+            SETTING + "=" + setting + ": cannot load it: " + e.getMessage(), e);
+      }
+      System.err.println(
+          "troupe: note: cannot load "
+              + library
+              + " ("
+              + e.getMessage()
+              + "); using the bundled"
+              + " OpenBLAS");
+    }
   }
 
   /**

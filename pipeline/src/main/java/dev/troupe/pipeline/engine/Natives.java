@@ -67,7 +67,7 @@ public final class Natives {
           Loader.cacheResources(
               org.bytedeco.pytorch.global.torch.class,
               "/org/bytedeco/pytorch/" + Loader.getPlatform() + "/");
-          loadSystemBlas(BlasLibrary.choose());
+          BlasLibrary.loadChosen();
           Loader.load(org.bytedeco.pytorch.global.torch.class);
         }
         shortenOpenBlasSpin();
@@ -76,32 +76,6 @@ public final class Natives {
             "cannot extract libtorch into JavaCPP's cache folder: " + e.getMessage(), e);
       }
       loaded = true;
-    }
-  }
-
-  /**
-   * Loads a system OpenBLAS ({@link BlasLibrary}) into the global symbol scope before libtorch, so
-   * that libtorch's BLAS symbols bind to it rather than to the bundled one; nothing where {@code
-   * library} is null. Where {@code TROUPE_BLAS} named it, a failure to load is an error; where it
-   * was chosen by itself, a note on standard error, and the bundled one serves.
-   */
-  private static void loadSystemBlas(Path library) {
-    if (library == null) return;
-    try {
-      Loader.loadGlobal(library.toString());
-    } catch (UnsatisfiedLinkError e) {
-      String setting = System.getenv(BlasLibrary.SETTING);
-      if (setting != null && !setting.isBlank() && !setting.strip().equals("auto")) {
-        throw new IllegalStateException(
-            BlasLibrary.SETTING + "=" + setting + ": cannot load it: " + e.getMessage(), e);
-      }
-      System.err.println(
-          "troupe: note: cannot load "
-              + library
-              + " ("
-              + e.getMessage()
-              + "); using the bundled"
-              + " OpenBLAS");
     }
   }
 
