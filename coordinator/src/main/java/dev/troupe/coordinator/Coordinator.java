@@ -11,10 +11,8 @@ import dev.troupe.coordinator.CoordinatorProtocol.Refused;
 import dev.troupe.coordinator.CoordinatorProtocol.Submit;
 import dev.troupe.device.DeviceActor;
 import dev.troupe.pipeline.dist.Planner;
-import dev.troupe.pipeline.dist.ScalingPolicy;
 import dev.troupe.pipeline.job.JobConfig;
 import dev.troupe.pipeline.job.JobConfigException;
-import dev.troupe.pipeline.model.ModelConfig;
 import dev.troupe.pipeline.train.Replan;
 import java.nio.file.Path;
 import java.util.Comparator;
@@ -42,10 +40,10 @@ import org.apache.pekko.persistence.typed.javadsl.SignalHandler;
  * <p>Execution: the coordinator finds the device actors through the receptionist, asks each to
  * describe itself, and plans the running job over the usable ones ({@link Planner}). A 1 × 1 × 1
  * plan runs as a whole job on one device ({@link DeviceActor.RunJob}); larger plans run through a
- * {@link PlanRun}, the driver child actor. Every step is journaled ({@code StepCommitted}). Pause
- * and cancel stop the run at the next step boundary (it checkpoints there); resume runs the job
- * again from there. After a restart (or a move of the singleton) the coordinator sends the running
- * job out again.
+ * {@link PlanRun}, the driver child actor; {@link RunInFlight} keeps what is out. Every step is
+ * journaled ({@code StepCommitted}). Pause and cancel stop the run at the next step boundary (it
+ * checkpoints there); resume runs the job again from there. After a restart (or a move of the
+ * singleton) the coordinator sends the running job out again.
  *
  * <p>Re-plans: a device that leaves ends the run at once and the job is planned again on the
  * devices left (the state comes back from the copies the devices keep). A node drained with {@code
@@ -65,16 +63,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
   private final org.apache.pekko.cluster.typed.Cluster cluster;
   private final ActorContext<Command> ctx;
   private final DeviceRoster roster = new DeviceRoster();
-  private String dispatchedJob; // the job a device runs for us now, if any
-  private ActorRef<DeviceActor.Command> dispatchedTo;
-  private String dispatchedRun = ""; // the id of the job's latest run, on one device or several
-  private ActorRef<PlanRun.Command> planRun; // the driver of a run over several devices
-  private String planRunJob;
-  private List<ActorRef<DeviceActor.Command>> planDevices = List.of();
-  // the devices that keep copies of the running run's state for it, on other nodes
-  private List<ActorRef<DeviceActor.Command>> runBuddies = List.of();
-  private String plan = "";
-  private String planExplanation = "";
+  private final RunInFlight run = new RunInFlight();
   private int runs;
   private Replan replan; // why the next run of the running job starts again, if it does
   private Replan recovering; // the re-plan whose first step is awaited
@@ -85,12 +74,6 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
   // drains that answer once the run using their node has ended
   private final List<ActorRef<CoordinatorProtocol.Reply>> drainWaiters =
       new java.util.ArrayList<>();
-  // the running plan: its job's settings, estimated step time and when it was made
-  private JobConfig runningConfig;
-  private ModelConfig runningModel;
-  private double planStepSeconds;
-  private long plannedAtMillis;
-  private long lastStepAtMillis;
 
   private Coordinator(
       ActorContext<Command> ctx, int snapshotEvery, java.util.function.LongSupplier clock) {
@@ -197,61 +180,12 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
           (description, failure) ->
               new CoordinatorProtocol.Described(device, failure == null ? description : null));
     }
-    if (dispatchedTo != null && !roster.isListed(dispatchedTo)) {
-      replan = lossReplan("device " + dispatchedTo.path() + " left the cluster");
-      dispatchedJob = null; // its device is gone: send the job again (from the copies)
-      dispatchedTo = null;
-    }
-    // a run over several devices ends when one of its devices leaves the listing (the
-    // receptionist drops a node's services once it is unreachable, well before the node is
-    // downed and removed, which is when the run's own watch fires)
-    if (planRun != null) {
-      for (ActorRef<DeviceActor.Command> used : planDevices) {
-        if (!roster.isListed(used)) {
-          planRun.tell(new PlanRun.DeviceGone(used.path().toString()));
-          break;
-        }
-      }
-    }
-    if (dispatchedTo != null && cluster != null) {
-      // a run on one device keeps its copies on the first device after it on another node: one
-      // that joined, or the next when its buddy left (none when no other node has a device)
-      List<ActorRef<DeviceActor.Command>> buddy = Buddies.of(dispatchedTo, roster.usable());
-      if (!buddy.equals(runBuddies)) {
-        runBuddies = buddy;
-        dispatchedTo.tell(new DeviceActor.NewBuddy(dispatchedRun, buddy));
-      }
-    }
-    for (ActorRef<DeviceActor.Command> buddy : runBuddies) {
-      if (planRun != null && !roster.isListed(buddy)) {
-        buddyLost(buddy);
-        break;
-      }
-    }
+    String lost = run.listingChanged(roster, cluster != null);
+    // a run on one device whose device is gone: the job is sent again below, from the copies
+    if (lost != null) replan = run.lossReplan(lost, runs, clock.getAsLong());
     dispatch(book);
     considerGrowth();
     return Effect().none();
-  }
-
-  /**
-   * A device that kept copies of the state of a run over several devices left: the ranks cannot
-   * report further steps safely (they wait for the buddy's acknowledgement), so the run ends at
-   * once, as for the loss of one of its own devices; the next run restores the last committed step
-   * from the copies on the ranks' own devices and has buddies that are there.
-   */
-  private void buddyLost(ActorRef<DeviceActor.Command> buddy) {
-    runBuddies = List.of();
-    planRun.tell(new PlanRun.DeviceGone(buddy.path().toString()));
-  }
-
-  private Replan lossReplan(String cause) {
-    long now = clock.getAsLong();
-    return new Replan(cause, plan, runs, now, lastStepAtMillis > 0 ? now - lastStepAtMillis : -1);
-  }
-
-  /** The devices the running job's run uses now (none when nothing runs). */
-  private List<ActorRef<DeviceActor.Command>> runningDevices() {
-    return planRun != null ? planDevices : dispatchedTo != null ? List.of(dispatchedTo) : List.of();
   }
 
   /**
@@ -259,49 +193,16 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
    * drain or devices that joined. The next run restores the state of the step it stopped at.
    */
   private void rebalance(String cause) {
-    if (pendingReplan != null || (planRun == null && dispatchedTo == null)) return;
+    if (pendingReplan != null || !run.going()) return;
     ctx.getLog().info("re-planning at the next step boundary: {}", cause);
-    pendingReplan = new Replan(cause, plan, runs, clock.getAsLong(), 0);
-    if (planRun != null) planRun.tell(new PlanRun.Stop());
-    else dispatchedTo.tell(new DeviceActor.StopJob(dispatchedJob));
+    pendingReplan = new Replan(cause, run.plan, runs, clock.getAsLong(), 0);
+    run.stopAtBoundary();
   }
 
-  /**
-   * With {@code parallel = auto}: takes devices that joined into the plan when the planner's
-   * estimate of the step time falls by the job's {@code elastic.min-gain}, no sooner than {@code
-   * elastic.cooldown-seconds} after the last plan.
-   */
+  /** With {@code parallel = auto}: takes devices that joined into the plan where that pays. */
   private void considerGrowth() {
-    if (pendingReplan != null || runningConfig == null || !runningConfig.parallel().auto()) return;
-    if (planRun == null && dispatchedTo == null) return;
-    List<ActorRef<DeviceActor.Command>> usable =
-        ScalingPolicy.limit(runningConfig.elastic(), roster.usable());
-    if (!ScalingPolicy.mayGrow(
-        runningConfig.elastic(),
-        runningConfig.parallel(),
-        (clock.getAsLong() - plannedAtMillis) / 1000.0)) {
-      return; // before planning: this runs after every committed step
-    }
-    List<ActorRef<DeviceActor.Command>> current = runningDevices();
-    if (current.containsAll(usable) || !roster.allDescribed(usable)) return;
-    Planner.Choice choice;
-    try {
-      choice =
-          Planner.plan(
-              Planner.Workload.of(runningConfig, runningModel),
-              runningConfig.parallel(),
-              roster.offered(usable));
-    } catch (RuntimeException e) {
-      return; // the next dispatch reports what is wrong
-    }
-    String cause =
-        ScalingPolicy.growth(
-            runningConfig.elastic(),
-            runningConfig.parallel(),
-            planStepSeconds,
-            plan,
-            (clock.getAsLong() - plannedAtMillis) / 1000.0,
-            choice);
+    if (pendingReplan != null) return;
+    String cause = run.growth(roster, clock.getAsLong());
     if (cause != null) rebalance(cause);
   }
 
@@ -321,7 +222,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
                       + ")"));
     }
     roster.drain(node);
-    boolean used = runningDevices().stream().anyMatch(ref -> roster.on(ref, node));
+    boolean used = run.devices().stream().anyMatch(ref -> roster.on(ref, node));
     if (used) rebalance("node " + node + " drained");
     if (used && d.await()) {
       drainWaiters.add(d.replyTo());
@@ -344,7 +245,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
         // this coordinator no longer drives (replaced, or on a node that was frozen) gets nothing
         // journaled
         ActorRef<DeviceActor.Command> device = s.commitTo();
-        if (device != null && !s.runId().equals(dispatchedRun)) {
+        if (device != null && !s.runId().equals(run.dispatchedRun)) {
           device.tell(new DeviceActor.Committed(s.runId(), s.step(), false));
           yield Effect().none();
         }
@@ -359,12 +260,12 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
                   recovering.cause());
           recovering = null;
         }
-        lastStepAtMillis = clock.getAsLong();
+        run.lastStepAtMillis = clock.getAsLong();
         considerGrowth();
         List<JobEvent> events =
             book.stepDone(s.jobId(), s.step(), s.total(), s.loss(), s.tokensPerS());
         // a run over several devices writes the step's outputs once it is journaled
-        ActorRef<PlanRun.Command> driver = s.jobId().equals(planRunJob) ? planRun : null;
+        ActorRef<PlanRunProtocol.Command> driver = run.driverOf(s.jobId());
         if (events.isEmpty()) {
           // a step journaled already (computed again after a coordinator was lost) is acknowledged
           boolean had =
@@ -374,7 +275,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
                           j.step() >= s.step()
                               && (j.state() == JobState.RUNNING || j.state() == JobState.PAUSED))
                   .orElse(false);
-          if (driver != null) driver.tell(new PlanRun.Committed(s.step(), had));
+          if (driver != null) driver.tell(new PlanRunProtocol.Committed(s.step(), had));
           if (device != null) device.tell(new DeviceActor.Committed(s.runId(), s.step(), had));
           yield Effect().none();
         }
@@ -382,7 +283,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
             .persist(events)
             .thenRun(
                 b -> {
-                  if (driver != null) driver.tell(new PlanRun.Committed(s.step(), true));
+                  if (driver != null) driver.tell(new PlanRunProtocol.Committed(s.step(), true));
                   if (device != null) {
                     device.tell(new DeviceActor.Committed(s.runId(), s.step(), true));
                   }
@@ -391,25 +292,14 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
       case DeviceActor.RunEnded e -> {
         // the end of a run that another one replaced already (the job was resumed, or sent again,
         // while that run was stopping): the new run is the job's now
-        if (!e.runId().equals(dispatchedRun)) yield Effect().none();
-        if (e.jobId().equals(dispatchedJob) || e.jobId().equals(planRunJob)) {
-          runBuddies = List.of();
-        }
-        if (e.jobId().equals(dispatchedJob)) {
-          dispatchedJob = null;
-          dispatchedTo = null;
-        }
-        if (e.jobId().equals(planRunJob)) {
-          planRun = null;
-          planRunJob = null;
-          planDevices = List.of();
-          if (e.outcome() == DeviceActor.Outcome.STOPPED && !e.reason().isEmpty()) {
-            ctx.getLog().warn("run of {} stopped: {}; planning again", e.jobId(), e.reason());
-            String gone = PlanRun.lostDevice(e.reason());
-            if (gone != null) {
-              roster.lose(gone);
-              replan = lossReplan(e.reason());
-            }
+        if (!e.runId().equals(run.dispatchedRun)) yield Effect().none();
+        boolean driven = run.ended(e);
+        if (driven && e.outcome() == DeviceActor.Outcome.STOPPED && !e.reason().isEmpty()) {
+          ctx.getLog().warn("run of {} stopped: {}; planning again", e.jobId(), e.reason());
+          String gone = PlanRunProtocol.lostDevice(e.reason());
+          if (gone != null) {
+            roster.lose(gone);
+            replan = run.lossReplan(e.reason(), runs, clock.getAsLong());
           }
         }
         for (ActorRef<CoordinatorProtocol.Reply> w : drainWaiters) {
@@ -443,20 +333,15 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
         members.add(m.address() + " " + m.status() + " " + new java.util.TreeSet<>(m.getRoles()));
       }
     }
-    String running = dispatchedJob != null ? dispatchedJob : planRunJob;
-    String on =
-        dispatchedTo != null
-            ? dispatchedTo.path().toStringWithAddress(self)
-            : String.join(
-                ", ", planDevices.stream().map(d -> d.path().toStringWithAddress(self)).toList());
+    String running = run.job();
     return new Jobs(
         book.jobs(),
         members,
         roster.listed().stream().map(d -> d.path().toStringWithAddress(self)).toList(),
         running == null ? "" : running,
-        running == null ? "" : on,
-        running == null ? "" : plan,
-        planExplanation,
+        running == null ? "" : run.where(self),
+        running == null ? "" : run.plan,
+        run.planExplanation,
         lastRecovery);
   }
 
@@ -467,10 +352,10 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
    */
   private void dispatch(JobBook book) {
     Job running = book.current().filter(j -> j.state() == JobState.RUNNING).orElse(null);
-    if (running == null || running.id().equals(dispatchedJob) || planRun != null) return;
+    if (running == null || running.id().equals(run.dispatchedJob) || run.planRun != null) return;
     List<ActorRef<DeviceActor.Command>> usable = roster.usable();
     if (usable.isEmpty()) {
-      planExplanation =
+      run.planExplanation =
           "waiting for devices: none "
               + (roster.listed().isEmpty() ? "registered" : "usable (lost or on drained nodes)");
       return;
@@ -480,33 +365,28 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
     try {
       switch (PlanGate.plan(running.config(), running.name(), usable, roster::offered)) {
         case PlanGate.Wait<ActorRef<DeviceActor.Command>> w -> {
-          planExplanation = w.why();
+          run.planExplanation = w.why();
           return;
         }
         case PlanGate.Planned<ActorRef<DeviceActor.Command>> p -> planned = p;
       }
     } catch (java.io.IOException | RuntimeException e) {
-      planExplanation = "";
+      run.planExplanation = "";
       String reason = "cannot plan: " + firstLine(e);
       ctx.getSelf()
           .tell(
               new DeviceReport(
                   new DeviceActor.RunEnded(
                       running.id(), DeviceActor.Outcome.FAILED, reason, "unplanned")));
-      dispatchedRun = "unplanned";
-      dispatchedJob = running.id(); // until that report arrives
-      dispatchedTo = null;
+      run.dispatchedRun = "unplanned";
+      run.dispatchedJob = running.id(); // until that report arrives
+      run.dispatchedTo = null;
       return;
     }
     JobConfig job = planned.job();
     Planner.Choice choice = planned.choice();
     usable = planned.usable();
-    plan = choice.plan().toString();
-    planExplanation = choice.explanation();
-    runningConfig = job;
-    runningModel = planned.model();
-    planStepSeconds = choice.stepSeconds();
-    plannedAtMillis = clock.getAsLong();
+    run.planned(choice, job, planned.model(), clock.getAsLong());
     List<ActorRef<DeviceActor.Command>> chosen = roster.actorsOf(choice.devices(), usable);
     Replan why = replan;
     replan = null;
@@ -519,21 +399,22 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
                       why.cause(),
                       why.generation(),
                       why.oldPlan(),
-                      plan,
+                      run.plan,
                       clock.getAsLong())));
       recovering = why;
       recoveringJob = running.id();
     }
     String runId = running.id() + "-run" + (++runs) + "-" + System.currentTimeMillis();
-    dispatchedRun = runId;
+    run.dispatchedRun = runId;
     if (choice.plan().worldSize() == 1) {
-      dispatchedTo = chosen.get(0);
-      dispatchedJob = running.id();
+      ActorRef<DeviceActor.Command> device = chosen.get(0);
+      run.dispatchedTo = device;
+      run.dispatchedJob = running.id();
       // in a cluster the device keeps copies of the state on a buddy on another node after every
       // step, and a run of a job with committed steps starts from such copies where they are left
       boolean copies = cluster != null;
-      runBuddies = copies ? Buddies.of(dispatchedTo, usable) : List.of();
-      dispatchedTo.tell(
+      run.runBuddies = copies ? Buddies.of(device, usable) : List.of();
+      device.tell(
           new DeviceActor.RunJob(
               runId,
               running.id(),
@@ -541,42 +422,30 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
               reports,
               running.step(),
               copies ? usable : List.of(),
-              runBuddies,
+              run.runBuddies,
               copies,
-              plan,
+              run.plan,
               why));
       return;
     }
-    planRunJob = running.id();
-    planDevices = List.copyOf(chosen);
-    runBuddies = Buddies.ofPlan(choice.plan(), chosen, usable);
-    planRun =
+    run.planRunJob = running.id();
+    run.planDevices = List.copyOf(chosen);
+    run.runBuddies = Buddies.ofPlan(choice.plan(), chosen, usable);
+    run.planRun =
         ctx.spawn(
             PlanRun.create(
-                runId,
-                running.id(),
-                running.config(),
-                job,
-                choice.plan(),
-                chosen,
-                reports,
-                usable,
-                running.step(),
-                why),
+                new PlanRun.Order(
+                    runId,
+                    running.id(),
+                    running.config(),
+                    job,
+                    choice.plan(),
+                    chosen,
+                    reports,
+                    usable,
+                    running.step(),
+                    why)),
             "plan-run-" + runs);
-  }
-
-  /**
-   * Stops job {@code id} at the next step boundary (its device checkpoints there). A run stays
-   * known until it has ended, so a job resumed meanwhile runs again only after that (the step in
-   * flight is committed by this run, not computed again by the next).
-   */
-  private void stop(String id) {
-    if (id.equals(dispatchedJob)) {
-      if (dispatchedTo != null) dispatchedTo.tell(new DeviceActor.StopJob(id));
-      else dispatchedJob = null; // no run was sent (it could not be planned)
-    }
-    if (id.equals(planRunJob) && planRun != null) planRun.tell(new PlanRun.Stop());
   }
 
   private Effect<JobEvent, JobBook> submit(JobBook book, Submit c) {
@@ -610,7 +479,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
         .persist(events)
         .thenRun(
             b -> {
-              if (c.action() != CoordinatorProtocol.Action.RESUME) stop(c.jobId());
+              if (c.action() != CoordinatorProtocol.Action.RESUME) run.stop(c.jobId());
               dispatch(b);
             })
         .thenReply(c.replyTo(), b -> new Accepted(c.jobId()));

@@ -1,24 +1,26 @@
 package dev.troupe.coordinator;
 
+import dev.troupe.coordinator.PlanRunProtocol.Command;
+import dev.troupe.coordinator.PlanRunProtocol.Committed;
+import dev.troupe.coordinator.PlanRunProtocol.DeviceGone;
+import dev.troupe.coordinator.PlanRunProtocol.FromRank;
+import dev.troupe.coordinator.PlanRunProtocol.RecallOver;
+import dev.troupe.coordinator.PlanRunProtocol.Stop;
 import dev.troupe.device.DeviceActor;
 import dev.troupe.device.RankProtocol;
 import dev.troupe.pipeline.checkpoint.CheckpointStore;
 import dev.troupe.pipeline.dist.Plan;
 import dev.troupe.pipeline.dist.StageWorker;
-import dev.troupe.pipeline.dist.StepDecision;
 import dev.troupe.pipeline.job.JobConfig;
 import dev.troupe.pipeline.metrics.StepOutputs;
 import dev.troupe.pipeline.quant.QuantState;
 import dev.troupe.pipeline.train.Evaluator;
-import dev.troupe.pipeline.train.LossScaler;
-import dev.troupe.pipeline.train.LrSchedule;
 import dev.troupe.pipeline.train.Replan;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.apache.pekko.actor.typed.ActorRef;
@@ -32,12 +34,12 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
 /**
  * Drives one run of a job over several devices: a child of the coordinator, on its node. It hands
  * every device its rank ({@link RankProtocol.Prepare}, with the stage's part of the newest
- * checkpoint when there is one), then drives each step: {@code Go} to every rank, the {@link
- * StepDecision} from their reports (global gradient norm, clip, inf/NaN skip), {@code Apply} with
- * the learning rate. It writes what the one-device trainer writes, on the coordinator's node:
- * {@code metrics.jsonl}, TensorBoard scalars, checkpoints in the same format (gathered from the
- * first rank of each stage) and the final PEFT adapter. It reports every step and the end of the
- * run to the coordinator as a device does ({@link DeviceActor.StepDone}, {@link
+ * checkpoint when there is one), then drives each step: {@code Go} to every rank, and {@code Apply}
+ * with what {@link StepControl} decides from their reports (global gradient norm, clip, inf/NaN
+ * skip, learning rate, loss scale). It writes what the one-device trainer writes, on the
+ * coordinator's node: {@code metrics.jsonl}, TensorBoard scalars, checkpoints in the same format
+ * (gathered from the first rank of each stage) and the final PEFT adapter. It reports every step
+ * and the end of the run to the coordinator as a device does ({@link DeviceActor.StepDone}, {@link
  * DeviceActor.RunEnded}), and writes a step's outputs, and goes on, only once the coordinator has
  * journaled the step ({@link Committed}).
  *
@@ -51,27 +53,7 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
  * (and says which steps are computed again). The first step after such a restart writes a {@code
  * replan} event to metrics.jsonl.
  */
-public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
-  /** What the driver understands. */
-  public sealed interface Command {}
-
-  /** A rank's answer (adapted). */
-  record FromRank(RankProtocol.FromRank message) implements Command {}
-
-  /** Ends the run after the step in flight, with a checkpoint. */
-  public record Stop() implements Command {}
-
-  /** A device of the run is gone: its watch fired, or the receptionist no longer lists it. */
-  record DeviceGone(String device) implements Command {}
-
-  /**
-   * The coordinator journaled step {@code step} ({@code ok}), or did not (the job no longer runs).
-   * The run writes a step's metrics line and goes on only then: a coordinator that is no longer the
-   * one (a node that was frozen and woke up after a failover) cannot journal, so its run writes
-   * nothing to the job's output.
-   */
-  public record Committed(long step, boolean ok) implements Command {}
-
+public final class PlanRun extends AbstractBehavior<Command> {
   private enum Phase {
     RECALLING,
     PREPARING,
@@ -97,12 +79,9 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
   private Phase phase = Phase.PREPARING;
   private long step;
   private long total = -1;
-  private LossScaler scaler;
+  private final StepControl control;
   private boolean stopRequested;
   private boolean finishing; // the last step is done: save, write the adapter, end
-  private long stepStartNanos;
-  private StepDecision decision;
-  private double lr;
   private RunOutputs outputs; // open from prepare on
   private Map<String, Object> line; // the metrics line of the step waiting for its commit
   private String lostReason = ""; // a device left while a step waited for its commit
@@ -117,36 +96,24 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
   private QuantState quant; // the layers' formats and calm counts (null: the base is not quantized)
   private RunQuantCheck quantCheck; // null: the base is not quantized
 
-  private PlanRun(
-      ActorContext<Command> ctx,
-      TimerScheduler<Command> timers,
-      String runId,
-      String jobId,
-      JobConfig job,
-      Plan plan,
-      List<ActorRef<DeviceActor.Command>> devices,
-      ActorRef<DeviceActor.Report> reportTo,
-      String config,
-      List<ActorRef<DeviceActor.Command>> everyDevice,
-      long committed,
-      Replan replan) {
+  private PlanRun(ActorContext<Command> ctx, TimerScheduler<Command> timers, Order order) {
     super(ctx);
-    this.runId = runId;
-    this.jobId = jobId;
-    this.job = job;
-    this.plan = plan;
-    this.devices = List.copyOf(devices);
-    this.reportTo = reportTo;
-    this.config = config;
-    this.everyDevice = List.copyOf(everyDevice);
-    this.committed = committed;
-    this.replan = replan;
+    this.runId = order.runId();
+    this.jobId = order.jobId();
+    this.job = order.job();
+    this.plan = order.plan();
+    this.devices = List.copyOf(order.devices());
+    this.reportTo = order.reportTo();
+    this.config = order.config();
+    this.everyDevice = List.copyOf(order.everyDevice());
+    this.committed = order.committed();
+    this.replan = order.replan();
     this.self = ctx.messageAdapter(RankProtocol.FromRank.class, FromRank::new);
     this.store = new CheckpointStore(job.output().resolve("checkpoints"), job.checkpoint().keep());
     for (ActorRef<DeviceActor.Command> d : devices) {
       ctx.watchWith(d, new DeviceGone(d.path().toString()));
     }
-    this.scaler = new LossScaler(job.precision().initialLossScale(), 0);
+    this.control = new StepControl(job, plan);
     if (committed > 0) {
       // steps were committed: look for copies of the state at that step before the checkpoints
       phase = Phase.RECALLING;
@@ -162,9 +129,6 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
   /** How long the copies of the trainable state are waited for. */
   private static final java.time.Duration RECALL_WAIT = java.time.Duration.ofSeconds(3);
 
-  /** The devices had their time to answer (internal). */
-  record RecallOver() implements Command {}
-
   /**
    * Starts the ranks from {@code start}, or from the newest checkpoint (else the start) where it is
    * null.
@@ -174,10 +138,11 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
     try {
       Files.createDirectories(job.output());
       if (start == null) {
-        start = RunStart.fromCheckpoint(store, m -> getContext().getLog().warn(m), scaler);
+        start =
+            RunStart.fromCheckpoint(store, m -> getContext().getLog().warn(m), control.scaler());
       }
       step = start.step();
-      scaler = start.scaler();
+      control.restore(start.scaler());
       restoredFrom = start.source();
       quant = start.quant(job, plan.layers());
       quantCheck = quant == null ? null : new RunQuantCheck(plan, quant, job.quantization());
@@ -232,12 +197,13 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
   }
 
   /**
-   * The driver of run {@code runId} of job {@code jobId} ({@code config} its job file's text) on
-   * {@code devices}, rank by rank; {@code everyDevice} are all the cluster's devices (copies of the
-   * trainable state are looked for on them, and buddies chosen among them), {@code committed} the
-   * job's last committed step, {@code replan} why it runs again (null for a first run).
+   * Run {@code runId} of job {@code jobId} ({@code config} its job file's text, {@code job} that
+   * parsed) with {@code plan} on {@code devices}, rank by rank, reporting to {@code reportTo};
+   * {@code everyDevice} are all the cluster's devices (copies of the trainable state are looked for
+   * on them, and buddies chosen among them), {@code committed} the job's last committed step,
+   * {@code replan} why it runs again (null for a first run).
    */
-  public static Behavior<Command> create(
+  public record Order(
       String runId,
       String jobId,
       String config,
@@ -247,34 +213,11 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
       ActorRef<DeviceActor.Report> reportTo,
       List<ActorRef<DeviceActor.Command>> everyDevice,
       long committed,
-      Replan replan) {
-    return Behaviors.withTimers(
-        timers ->
-            Behaviors.setup(
-                ctx ->
-                    new PlanRun(
-                        ctx,
-                        timers,
-                        runId,
-                        jobId,
-                        job,
-                        plan,
-                        devices,
-                        reportTo,
-                        config,
-                        everyDevice,
-                        committed,
-                        replan)));
-  }
+      Replan replan) {}
 
-  private static final String LOST = "device ";
-  private static final String LEFT = " left the cluster";
-
-  /** The path of the device a run ended for, from its end reason; null if it ended otherwise. */
-  static String lostDevice(String reason) {
-    return reason.startsWith(LOST) && reason.endsWith(LEFT)
-        ? reason.substring(LOST.length(), reason.length() - LEFT.length())
-        : null;
+  /** The driver of the run {@code order} describes. */
+  public static Behavior<Command> create(Order order) {
+    return Behaviors.withTimers(timers -> Behaviors.setup(ctx -> new PlanRun(ctx, timers, order)));
   }
 
   @Override
@@ -291,7 +234,7 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
               }
               return this;
             })
-        .onMessage(DeviceGone.class, g -> lost(LOST + g.device() + LEFT))
+        .onMessage(DeviceGone.class, g -> lost(PlanRunProtocol.deviceLeft(g.device())))
         .onMessage(Committed.class, this::committed)
         .build();
   }
@@ -349,19 +292,10 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
     return this;
   }
 
-  private boolean fp16(long s) {
-    return s >= job.precision().fp32WarmupSteps() && job.precision().mode().equals("fp16");
-  }
-
-  private String precision(long s) {
-    return s < job.precision().fp32WarmupSteps() ? "fp32" : job.precision().mode();
-  }
-
   private Behavior<Command> go() {
     phase = Phase.FIRST_HALF;
     answers.clear();
-    stepStartNanos = System.nanoTime();
-    double scale = fp16(step) ? scaler.scale() : 1.0;
+    double scale = control.begin(step);
     for (ActorRef<DeviceActor.Command> d : devices) d.tell(new RankProtocol.Go(runId, step, scale));
     return this;
   }
@@ -371,49 +305,20 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
     for (int r = 0; r < plan.worldSize(); r++) {
       reports.add(((RankProtocol.Half) answers.get(r)).report());
     }
-    decision = StepDecision.of(plan, reports, job.optimizer().maxGradNorm());
-    lr =
-        job.optimizer().lr()
-            * LrSchedule.multiplier(
-                job.optimizer().schedule(), step, total, job.optimizer().warmupSteps());
+    RankProtocol.Apply apply = control.decide(runId, step, total, reports);
     phase = Phase.SECOND_HALF;
     answers.clear();
-    LossScaler after = fp16(step) ? scaler.update(decision.skipped()) : scaler;
-    for (ActorRef<DeviceActor.Command> d : devices) {
-      d.tell(
-          new RankProtocol.Apply(
-              runId,
-              step,
-              decision.clip(),
-              decision.update(),
-              lr,
-              after.scale(),
-              after.growthTracker()));
-    }
+    for (ActorRef<DeviceActor.Command> d : devices) d.tell(apply);
     return this;
   }
 
   private Behavior<Command> stepDone() {
-    double seconds = (System.nanoTime() - stepStartNanos) / 1e9;
-    double tokensPerS = decision.tokens() / seconds;
-    double scale = fp16(step) ? scaler.scale() : 1.0;
-    if (fp16(step)) scaler = scaler.update(decision.skipped());
-    Map<String, Object> m = new LinkedHashMap<>();
-    m.put("step", step + 1);
-    m.put("loss", decision.loss());
-    m.put("lr", lr);
-    m.put("grad_norm", decision.gradNorm());
-    m.put("tokens", decision.tokens());
-    m.put("tokens_per_s", tokensPerS);
-    m.put("precision", precision(step));
-    m.put("loss_scale", scale);
-    m.put("skipped", decision.skipped());
-    m.put("plan", plan.toString());
-    line = m;
+    StepControl.Done done = control.done(step);
+    line = done.line();
     step++;
     phase = Phase.COMMITTING;
     reportTo.tell(
-        new DeviceActor.StepDone(jobId, step, total, decision.loss(), tokensPerS, runId, null));
+        new DeviceActor.StepDone(jobId, step, total, done.loss(), done.tokensPerS(), runId, null));
     return this;
   }
 
@@ -546,7 +451,13 @@ public final class PlanRun extends AbstractBehavior<PlanRun.Command> {
     List<RankProtocol.State> states = new ArrayList<>();
     for (Object o : answers.values()) states.add((RankProtocol.State) o);
     try {
-      outputs.save(step, scaler, precision(Math.max(0, step - 1)), states, quant, finishing);
+      outputs.save(
+          step,
+          control.scaler(),
+          control.precision(Math.max(0, step - 1)),
+          states,
+          quant,
+          finishing);
       if (finishing) return end(DeviceActor.Outcome.COMPLETED, "");
     } catch (IOException | RuntimeException e) {
       return end(DeviceActor.Outcome.FAILED, "cannot save: " + e.getMessage());

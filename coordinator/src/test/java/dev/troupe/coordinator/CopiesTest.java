@@ -43,7 +43,7 @@ class CopiesTest {
   void theLostDeviceIsReadBackFromTheEndReason() {
     assertEquals(
         "pekko://troupe@h:1/user/device-cpu-0",
-        PlanRun.lostDevice("device pekko://troupe@h:1/user/device-cpu-0 left the cluster"));
-    assertEquals(null, PlanRun.lostDevice("rank 1: out of memory"));
+        PlanRunProtocol.lostDevice("device pekko://troupe@h:1/user/device-cpu-0 left the cluster"));
+    assertEquals(null, PlanRunProtocol.lostDevice("rank 1: out of memory"));
   }
 }
