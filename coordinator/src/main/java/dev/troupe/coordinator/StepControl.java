@@ -5,9 +5,9 @@ import dev.troupe.pipeline.dist.Plan;
 import dev.troupe.pipeline.dist.StageWorker;
 import dev.troupe.pipeline.dist.StepDecision;
 import dev.troupe.pipeline.job.JobConfig;
+import dev.troupe.pipeline.metrics.MetricsLog;
 import dev.troupe.pipeline.train.LossScaler;
 import dev.troupe.pipeline.train.LrSchedule;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -81,16 +81,17 @@ final class StepControl {
     double tokensPerS = decision.tokens() / seconds;
     double scale = fp16(step) ? scaler.scale() : 1.0;
     if (fp16(step)) scaler = scaler.update(decision.skipped());
-    Map<String, Object> m = new LinkedHashMap<>();
-    m.put("step", step + 1);
-    m.put("loss", decision.loss());
-    m.put("lr", lr);
-    m.put("grad_norm", decision.gradNorm());
-    m.put("tokens", decision.tokens());
-    m.put("tokens_per_s", tokensPerS);
-    m.put("precision", precision(step));
-    m.put("loss_scale", scale);
-    m.put("skipped", decision.skipped());
+    Map<String, Object> m =
+        MetricsLog.stepLine(
+            step + 1,
+            decision.loss(),
+            lr,
+            decision.gradNorm(),
+            decision.tokens(),
+            tokensPerS,
+            precision(step),
+            scale,
+            decision.skipped());
     m.put("plan", plan.toString());
     return new Done(m, decision.loss(), tokensPerS);
   }

@@ -84,6 +84,35 @@ public final class MetricsLog implements AutoCloseable {
     return new MetricsLog(file, channel);
   }
 
+  /**
+   * The fields a step's line starts with, in this order, for every writer of step lines (the
+   * one-device trainer, the driver of a run over several devices), which add their own after them:
+   * {@code step} (counted from 1), {@code loss}, {@code lr}, {@code grad_norm}, {@code tokens},
+   * {@code tokens_per_s}, {@code precision}, {@code loss_scale} (1 outside fp16), {@code skipped}.
+   */
+  public static Map<String, Object> stepLine(
+      long step,
+      double loss,
+      double lr,
+      double gradNorm,
+      long tokens,
+      double tokensPerS,
+      String precision,
+      double lossScale,
+      boolean skipped) {
+    Map<String, Object> m = new java.util.LinkedHashMap<>();
+    m.put("step", step);
+    m.put("loss", loss);
+    m.put("lr", lr);
+    m.put("grad_norm", gradNorm);
+    m.put("tokens", tokens);
+    m.put("tokens_per_s", tokensPerS);
+    m.put("precision", precision);
+    m.put("loss_scale", lossScale);
+    m.put("skipped", skipped);
+    return m;
+  }
+
   /** The file being written. */
   public Path file() {
     return file;

@@ -19,7 +19,6 @@ import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -294,16 +293,17 @@ public final class Trainer {
             job.gradientCheckpointing());
     double seconds = (System.nanoTime() - t0) / 1e9;
     LossScaler scaler = fp16 ? state.scaler().update(r.skipped()) : state.scaler();
-    Map<String, Object> m = new LinkedHashMap<>();
-    m.put("step", step + 1);
-    m.put("loss", r.loss());
-    m.put("lr", lr);
-    m.put("grad_norm", r.gradNorm());
-    m.put("tokens", r.tokens());
-    m.put("tokens_per_s", r.tokens() / seconds);
-    m.put("precision", dtype.label());
-    m.put("loss_scale", scale);
-    m.put("skipped", r.skipped());
+    Map<String, Object> m =
+        MetricsLog.stepLine(
+            step + 1,
+            r.loss(),
+            lr,
+            r.gradNorm(),
+            r.tokens(),
+            r.tokens() / seconds,
+            dtype.label(),
+            scale,
+            r.skipped());
     m.put("mem_bytes", ResidentMemory.bytes());
     m.put("peak_mem_bytes", ResidentMemory.peakBytes());
     outputs.line(m);
