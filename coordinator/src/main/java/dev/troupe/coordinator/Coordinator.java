@@ -260,7 +260,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
                   recovering.cause());
           recovering = null;
         }
-        run.lastStepAtMillis = clock.getAsLong();
+        run.stepReported(clock.getAsLong());
         considerGrowth();
         List<JobEvent> events =
             book.stepDone(s.jobId(), s.step(), s.total(), s.loss(), s.tokensPerS());
@@ -378,9 +378,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
               new DeviceReport(
                   new DeviceActor.RunEnded(
                       running.id(), DeviceActor.Outcome.FAILED, reason, "unplanned")));
-      run.dispatchedRun = "unplanned";
-      run.dispatchedJob = running.id(); // until that report arrives
-      run.dispatchedTo = null;
+      run.unplanned(running.id());
       return;
     }
     JobConfig job = planned.job();
@@ -405,15 +403,12 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
       recoveringJob = running.id();
     }
     String runId = running.id() + "-run" + (++runs) + "-" + System.currentTimeMillis();
-    run.dispatchedRun = runId;
     if (choice.plan().worldSize() == 1) {
       ActorRef<DeviceActor.Command> device = chosen.get(0);
-      run.dispatchedTo = device;
-      run.dispatchedJob = running.id();
       // in a cluster the device keeps copies of the state on a buddy on another node after every
       // step, and a run of a job with committed steps starts from such copies where they are left
       boolean copies = cluster != null;
-      run.runBuddies = copies ? Buddies.of(device, usable) : List.of();
+      run.sent(running.id(), runId, device, copies ? Buddies.of(device, usable) : List.of());
       device.tell(
           new DeviceActor.RunJob(
               runId,
@@ -428,10 +423,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
               why));
       return;
     }
-    run.planRunJob = running.id();
-    run.planDevices = List.copyOf(chosen);
-    run.runBuddies = Buddies.ofPlan(choice.plan(), chosen, usable);
-    run.planRun =
+    ActorRef<PlanRunProtocol.Command> driver =
         ctx.spawn(
             PlanRun.create(
                 new PlanRun.Order(
@@ -446,6 +438,7 @@ public final class Coordinator extends EventSourcedBehavior<Command, JobEvent, J
                     running.step(),
                     why)),
             "plan-run-" + runs);
+    run.driven(running.id(), runId, driver, chosen, Buddies.ofPlan(choice.plan(), chosen, usable));
   }
 
   private Effect<JobEvent, JobBook> submit(JobBook book, Submit c) {

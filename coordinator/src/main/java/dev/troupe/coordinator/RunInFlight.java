@@ -33,7 +33,7 @@ final class RunInFlight {
   private ModelConfig runningModel;
   private double planStepSeconds;
   private long plannedAtMillis;
-  long lastStepAtMillis; // when the last step was reported done (0: none yet)
+  private long lastStepAtMillis; // when the last step was reported done (0: none yet)
 
   /** Whether a run is going, on one device or several. */
   boolean going() {
@@ -69,6 +69,44 @@ final class RunInFlight {
   /** The driver of job {@code jobId}'s run over several devices, or null. */
   ActorRef<PlanRunProtocol.Command> driverOf(String jobId) {
     return jobId.equals(planRunJob) ? planRun : null;
+  }
+
+  /** Job {@code jobId}'s run {@code runId} goes to {@code device} whole, with these buddies. */
+  void sent(
+      String jobId,
+      String runId,
+      ActorRef<DeviceActor.Command> device,
+      List<ActorRef<DeviceActor.Command>> buddies) {
+    dispatchedJob = jobId;
+    dispatchedRun = runId;
+    dispatchedTo = device;
+    runBuddies = buddies;
+  }
+
+  /** Job {@code jobId}'s run {@code runId} is driven by {@code driver} over {@code devices}. */
+  void driven(
+      String jobId,
+      String runId,
+      ActorRef<PlanRunProtocol.Command> driver,
+      List<ActorRef<DeviceActor.Command>> devices,
+      List<ActorRef<DeviceActor.Command>> buddies) {
+    planRunJob = jobId;
+    dispatchedRun = runId;
+    planRun = driver;
+    planDevices = List.copyOf(devices);
+    runBuddies = buddies;
+  }
+
+  /** Job {@code jobId} could not be planned: its failure, as the end of run "unplanned", is due. */
+  void unplanned(String jobId) {
+    dispatchedRun = "unplanned";
+    dispatchedJob = jobId; // until that report arrives
+    dispatchedTo = null;
+  }
+
+  /** A step of the run was reported done at {@code nowMillis}. */
+  void stepReported(long nowMillis) {
+    lastStepAtMillis = nowMillis;
   }
 
   /** A new plan of {@code job} ({@code model} its model) is made at {@code nowMillis}. */

@@ -25,6 +25,7 @@ final class StepControl {
   private long startNanos;
   private StepDecision decision;
   private double lr;
+  private LossScaler next; // the scaler the ranks go on with after the step being decided
 
   StepControl(JobConfig job, Plan plan) {
     this.job = job;
@@ -67,9 +68,9 @@ final class StepControl {
         job.optimizer().lr()
             * LrSchedule.multiplier(
                 job.optimizer().schedule(), step, total, job.optimizer().warmupSteps());
-    LossScaler after = fp16(step) ? scaler.update(decision.skipped()) : scaler;
+    next = fp16(step) ? scaler.update(decision.skipped()) : scaler;
     return new RankProtocol.Apply(
-        runId, step, decision.clip(), decision.update(), lr, after.scale(), after.growthTracker());
+        runId, step, decision.clip(), decision.update(), lr, next.scale(), next.growthTracker());
   }
 
   /** What a step applied on every rank comes to: its metrics line, loss and speed. */
@@ -80,7 +81,7 @@ final class StepControl {
     double seconds = (System.nanoTime() - startNanos) / 1e9;
     double tokensPerS = decision.tokens() / seconds;
     double scale = fp16(step) ? scaler.scale() : 1.0;
-    if (fp16(step)) scaler = scaler.update(decision.skipped());
+    scaler = next;
     Map<String, Object> m =
         MetricsLog.stepLine(
             step + 1,

@@ -67,8 +67,7 @@ class RunInFlightTest {
     DeviceRoster roster = new DeviceRoster();
     roster.listing(List.of(d0, d1));
     RunInFlight run = new RunInFlight();
-    run.dispatchedJob = "job-1";
-    run.dispatchedTo = d0;
+    run.sent("job-1", "job-1-run1", d0, List.of());
     assertTrue(run.going());
     assertEquals(List.of(d0), run.devices());
     assertNull(run.listingChanged(roster, false), "its device is still listed");
@@ -92,11 +91,9 @@ class RunInFlightTest {
     DeviceRoster roster = new DeviceRoster();
     roster.listing(List.of(r0, r1, buddy));
     RunInFlight run = new RunInFlight();
-    run.planRunJob = "job-2";
-    run.planRun = recorder(PlanRunProtocol.Command.class, driverInbox);
-    run.planDevices = List.of(r0, r1);
-    run.runBuddies = List.of(buddy);
-    run.dispatchedRun = "job-2-run1";
+    ActorRef<PlanRunProtocol.Command> driver = recorder(PlanRunProtocol.Command.class, driverInbox);
+    run.driven("job-2", "job-2-run1", driver, List.of(r0, r1), List.of(buddy));
+    assertEquals(List.of(r0, r1), run.devices());
 
     // a buddy leaves: the driver is told, and the buddies are dropped
     roster.listing(List.of(r0, r1));
@@ -110,7 +107,7 @@ class RunInFlightTest {
     assertEquals(new PlanRunProtocol.DeviceGone(r1.path().toString()), next(driverInbox));
     assertTrue(run.going());
     assertEquals("job-2", run.job());
-    assertEquals(run.planRun, run.driverOf("job-2"));
+    assertEquals(driver, run.driverOf("job-2"));
     assertNull(run.driverOf("job-1"));
 
     String reason = PlanRunProtocol.deviceLeft(r1.path());
@@ -126,8 +123,7 @@ class RunInFlightTest {
     BlockingQueue<Object> inbox = new LinkedBlockingQueue<>();
     ActorRef<DeviceActor.Command> d0 = recorder(DeviceActor.Command.class, inbox);
     RunInFlight run = new RunInFlight();
-    run.dispatchedJob = "job-3";
-    run.dispatchedTo = d0;
+    run.sent("job-3", "job-3-run1", d0, List.of());
     run.stop("job-4"); // another job: nothing
     run.stopAtBoundary();
     assertEquals(new DeviceActor.StopJob("job-3"), next(inbox));
@@ -138,7 +134,8 @@ class RunInFlightTest {
     assertFalse(run.going());
 
     // a job that could not be planned has no device: stopping it forgets it at once
-    run.dispatchedJob = "job-5";
+    run.unplanned("job-5");
+    assertEquals("job-5", run.job());
     run.stop("job-5");
     assertNull(run.job());
   }
