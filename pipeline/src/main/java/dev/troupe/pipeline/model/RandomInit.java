@@ -34,6 +34,7 @@ public final class RandomInit {
   private final ModelConfig config;
   private long seed = 0;
   private double std = 0.02;
+  private double headStd = Double.NaN;
   private DType storage = DType.F32;
   private long maxShardBytes = 0;
   private String preset = "custom";
@@ -50,6 +51,17 @@ public final class RandomInit {
   /** Standard deviation of linear and embedding weights. */
   public RandomInit std(double std) {
     this.std = std;
+    return this;
+  }
+
+  /**
+   * Standard deviation of the output head ({@code lm_head.weight}) alone; by default {@link #std}.
+   * A small model's logits are at most about {@code hidden · headStd} apart once its final norm has
+   * scaled the hidden state to length {@code √hidden}, so 0.02 at hidden 128 keeps them within
+   * about 2.6 of each other however the layers train.
+   */
+  public RandomInit headStd(double std) {
+    this.headStd = std;
     return this;
   }
 
@@ -87,6 +99,8 @@ public final class RandomInit {
         Tensor t = torch.randn(e.getValue());
         if (name.endsWith("norm.weight")) {
           t = t.mul(Torch.scalar(0.1)).add(Torch.scalar(1.0));
+        } else if (name.equals("lm_head.weight") && !Double.isNaN(headStd)) {
+          t = t.mul(Torch.scalar(headStd));
         } else {
           t = t.mul(Torch.scalar(std));
         }
@@ -133,6 +147,7 @@ public final class RandomInit {
     o.put("preset", preset);
     o.put("seed", seed);
     o.put("std", std);
+    if (!Double.isNaN(headStd)) o.put("head_std", headStd);
     o.put("weights_dtype", storage.code());
     return o;
   }
