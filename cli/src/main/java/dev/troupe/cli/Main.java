@@ -16,7 +16,7 @@ public final class Main {
       usage: troupe <command> [options]
 
       commands:
-        demo       [--out DIR] [--precision fp32|bf16|fp16] [--steps N]
+        demo       [--out DIR] [--precision fp32|bf16|fp16|int8|nf4] [--steps N]
                                              the main job on embedded defaults: builds (once) a small base
                                              model, fine-tunes it on a new task, shows accuracy before/after
         init-model --preset tiny|bench-s|bench-m --out DIR [--seed N] [--weights-dtype f32|bf16|f16]
