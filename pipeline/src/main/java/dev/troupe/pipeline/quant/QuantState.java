@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.troupe.pipeline.lora.LoraKey;
 import dev.troupe.pipeline.lora.LoraTarget;
 import java.io.IOException;
+import java.util.EnumMap;
 import java.util.Map;
 import java.util.TreeMap;
 
@@ -71,6 +72,22 @@ public final class QuantState {
 
   public Iterable<LoraKey> keys() {
     return formats.keySet();
+  }
+
+  /**
+   * How many linear layers are held in each format, most precise first, e.g. {@code "28 int8"} or
+   * {@code "3 none (compute dtype), 25 int4"}.
+   */
+  public String summary() {
+    Map<QuantFormat, Integer> counts = new EnumMap<>(QuantFormat.class);
+    for (QuantFormat f : formats.values()) counts.merge(f, 1, Integer::sum);
+    StringBuilder b = new StringBuilder();
+    for (Map.Entry<QuantFormat, Integer> e : counts.entrySet()) {
+      if (b.length() > 0) b.append(", ");
+      b.append(e.getValue()).append(' ').append(e.getKey().label());
+      if (e.getKey() == QuantFormat.NONE) b.append(" (compute dtype)");
+    }
+    return b.toString();
   }
 
   /** Records a check's outcome for one layer. */

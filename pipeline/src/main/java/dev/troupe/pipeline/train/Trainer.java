@@ -173,6 +173,15 @@ public final class Trainer {
                 + " are computed again from the "
                 + restoredFrom);
       }
+      if (state.quant() != null) {
+        long every = job.quantization().checkEvery();
+        out.println(
+            "frozen base linear layers held as: "
+                + state.quant().summary()
+                + (every > 0
+                    ? "; quantization check at step 0 and every " + every + " steps"
+                    : "; no quantization checks"));
+      }
       long resumedAt = state.step();
       Replan pendingReplan = replan;
       BatchPlan plan =
