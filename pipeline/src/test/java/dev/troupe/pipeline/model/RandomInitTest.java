@@ -2,6 +2,7 @@ package dev.troupe.pipeline.model;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.troupe.pipeline.safetensors.SafetensorsFile;
@@ -37,7 +38,7 @@ class RandomInitTest {
     assertEquals(0.125, init.path("head_std").asDouble());
     var none =
         new ObjectMapper().readTree(plain.resolve("config.json").toFile()).path("troupe_init");
-    assertEquals(false, none.has("head_std"), "recorded only where set");
+    assertFalse(none.has("head_std"), "recorded only where set");
   }
 
   private static float[] floats(ByteBuffer b) {
