@@ -45,7 +45,7 @@ final class StepControl {
 
   /** The precision step {@code s} (0-based) runs in: {@code fp32} during the warm-up. */
   String precision(long s) {
-    return s < job.precision().fp32WarmupSteps() ? "fp32" : job.precision().mode();
+    return job.precision().modeAt(s);
   }
 
   private boolean fp16(long s) {

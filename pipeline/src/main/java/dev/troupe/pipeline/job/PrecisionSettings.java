@@ -13,4 +13,13 @@ public record PrecisionSettings(String mode, long fp32WarmupSteps, double initia
   public PrecisionSettings {
     Objects.requireNonNull(mode, "mode");
   }
+
+  /**
+   * The precision 0-based optimizer step {@code step} runs in: {@code fp32} during the warm-up,
+   * then {@link #mode}. The one place this rule lives: the single-process trainer, the pipeline's
+   * stage workers and the coordinator all ask here.
+   */
+  public String modeAt(long step) {
+    return step < fp32WarmupSteps ? "fp32" : mode;
+  }
 }

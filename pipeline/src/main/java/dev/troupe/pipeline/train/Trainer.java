@@ -373,9 +373,7 @@ public final class Trainer {
 
   /** The compute dtype of 0-based step {@code step}: FP32 during warm-up, then the job's mode. */
   ComputeDtype phase(long step) {
-    return step < job.precision().fp32WarmupSteps()
-        ? ComputeDtype.FP32
-        : ComputeDtype.parse(job.precision().mode());
+    return ComputeDtype.parse(job.precision().modeAt(step));
   }
 
   /**

@@ -48,6 +48,16 @@ class JobConfigTest {
   }
 
   @Test
+  void fp32WarmUpStepsRunInFp32ThenTheMode() {
+    PrecisionSettings p = new PrecisionSettings("bf16", 3, 65536);
+    assertEquals("fp32", p.modeAt(0));
+    assertEquals("fp32", p.modeAt(2));
+    assertEquals("bf16", p.modeAt(3));
+    assertEquals("bf16", p.modeAt(1000));
+    assertEquals("fp16", new PrecisionSettings("fp16", 0, 65536).modeAt(0));
+  }
+
+  @Test
   void elasticDefaultsAndLimits() throws Exception {
     assertEquals(ElasticSettings.DEFAULT, parse(REQUIRED).elastic());
     assertEquals(
