@@ -900,6 +900,8 @@ def run(args):
         "allocator": allocator(),
         "openblas_thread_timeout": openblas_thread_timeout(),
         "blas": blas(),
+        # eager FP32 linear/matmul on the CPU call the BLAS (oneDNN serves bf16 only)
+        "fp32_products": "blas",
         "omp_wait": "%s/%s" % (os.environ.get("OMP_WAIT_POLICY") or "-",
                                os.environ.get("GOMP_SPINCOUNT") or "-"),
         "loss_first": losses[0],

@@ -296,6 +296,7 @@ final class BenchCommand implements Main.Command {
             + reported(results, "openblas_thread_timeout")
             + " (0: OpenBLAS's default, 28)");
     out.println("BLAS (the library of sgemm_): " + reported(results, "blas"));
+    out.println("FP32 products (TROUPE_FP32_PRODUCTS): " + reported(results, "fp32_products"));
     out.printf(
         "%-10s %10s %9s %8s %9s %10s%s%n",
         "mode",

@@ -6,6 +6,7 @@ import dev.troupe.pipeline.bench.BenchRun;
 import dev.troupe.pipeline.engine.BlasLibrary;
 import dev.troupe.pipeline.engine.BlasThreads;
 import dev.troupe.pipeline.engine.NativeHeap;
+import dev.troupe.pipeline.model.CausalLm;
 import java.io.PrintStream;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -76,6 +77,7 @@ final class BenchRunCommand implements Main.Command {
     m.put("allocator", NativeHeap.allocator());
     m.put("openblas_thread_timeout", BlasThreads.spinTimeoutExponent());
     m.put("blas", BlasLibrary.serving());
+    m.put("fp32_products", CausalLm.fp32Products());
     m.put("omp_wait", ompWait());
     m.put("loss_first", r.lossFirst());
     m.put("loss_last", r.lossLast());

@@ -83,6 +83,11 @@ class BenchCommandTest {
               ? "ACTIVE/" + (spins == null || spins.isEmpty() ? "30000" : spins)
               : policy + "/" + (spins == null || spins.isEmpty() ? "-" : spins);
       assertEquals(expectedWait, l.get("omp_wait").asText(), l.toString());
+      String products = System.getenv("TROUPE_FP32_PRODUCTS");
+      assertEquals(
+          products == null ? "onednn" : products.trim().toLowerCase(java.util.Locale.ROOT),
+          l.get("fp32_products").asText(),
+          l.toString());
       // the bench gives every run the short OpenBLAS spin where the environment sets none
       if (System.getenv("OPENBLAS_THREAD_TIMEOUT") == null
           && System.getenv("GOTO_THREAD_TIMEOUT") == null) {

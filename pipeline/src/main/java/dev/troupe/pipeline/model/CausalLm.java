@@ -325,6 +325,14 @@ public final class CausalLm implements AutoCloseable {
   }
 
   /**
+   * What serves FP32 products on the CPU: {@code onednn} (the default) or {@code blas}, as {@code
+   * TROUPE_FP32_PRODUCTS} chose and this libtorch allows.
+   */
+  public static String fp32Products() {
+    return Kernels.fp32Products();
+  }
+
+  /**
    * Frees what forwards on this thread kept for hand-written backward passes ({@code
    * HookedBackward}: attention, SwiGLU) that never ran (a step without label tokens, an exception
    * part way). Call between steps, where no autograd graph made on this thread is alive; the

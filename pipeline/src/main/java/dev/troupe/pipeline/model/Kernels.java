@@ -1,10 +1,24 @@
 package dev.troupe.pipeline.model;
 
+import dev.troupe.pipeline.engine.Torch;
+import java.util.Locale;
+import org.bytedeco.javacpp.PointerScope;
+import org.bytedeco.pytorch.Dispatcher;
 import org.bytedeco.pytorch.DoubleOptional;
+import org.bytedeco.pytorch.GenericList;
+import org.bytedeco.pytorch.GradMode;
+import org.bytedeco.pytorch.IValue;
+import org.bytedeco.pytorch.IValueVector;
+import org.bytedeco.pytorch.NoGradGuard;
+import org.bytedeco.pytorch.NumberType;
+import org.bytedeco.pytorch.OperatorHandle;
+import org.bytedeco.pytorch.OptionalType;
 import org.bytedeco.pytorch.Scalar;
+import org.bytedeco.pytorch.ScalarTypeOptional;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorOptional;
 import org.bytedeco.pytorch.TensorOptions;
+import org.bytedeco.pytorch.Type;
 import org.bytedeco.pytorch.global.torch;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 
@@ -22,9 +36,154 @@ import org.bytedeco.pytorch.global.torch.ScalarType;
  * transformers' eager form, rounding the same products, loses the q and k gradients; where one
  * head's score matrix would be too large for that form, causal attention runs through libtorch's
  * FP32 flash kernel ({@link FlashCpu}). On CUDA everything runs fused in the compute dtype.
+ *
+ * <p>FP32 products on the CPU (FP32 training, and fp16's upcast products) run in oneDNN, through
+ * libtorch's own {@code mkldnn::_linear_pointwise}, not in the BLAS libtorch's {@code linear} and
+ * {@code matmul} call: on the 2-core AMD EPYC (Zen 5) oneDNN's FP32 kernels ran bench-m's products
+ * at 264-331 GFLOP/s against OpenBLAS's 160-173, forward, input and weight gradient alike, within
+ * 9e-7 of each other (relative). libtorch has no autograd formula for that operator, so under
+ * autograd the product has a backward of its own ({@link HookedBackward}) that keeps what
+ * autograd's {@code linear} keeps (the weight, and the input where the weight is trained) and forms
+ * the input gradient {@code dY W}, the weight gradient {@code dY^T X} and the bias gradient, again
+ * in oneDNN. Products where one side of the weight is small (a LoRA adapter's rank-r factors) keep
+ * libtorch's path and autograd. {@code TROUPE_FP32_PRODUCTS=blas} puts every FP32 product back on
+ * the BLAS.
  */
 final class Kernels {
   private Kernels() {}
+
+  /** Environment variable: {@code onednn} (the default) or {@code blas}. */
+  static final String FP32_PRODUCTS = "TROUPE_FP32_PRODUCTS";
+
+  /** oneDNN's linear, or null where this libtorch lacks it or the user chose the BLAS. */
+  private static final OperatorHandle ONEDNN_LINEAR = oneDnnLinear(System.getenv(FP32_PRODUCTS));
+
+  /**
+   * Weights with fewer rows or columns than this keep libtorch's path: a LoRA factor's product is
+   * small, and its hooked backward would cost more than it saves.
+   */
+  static final long ONEDNN_MIN_SIDE = 64;
+
+  /**
+   * Trained weights with more values than this keep libtorch's path: a hooked weight gradient
+   * reaches autograd through a link whose backward fills a weight-sized tensor with zeros, and is
+   * then copied once more into {@code grad}; for bench-m's trained head (32.8 M values) that raised
+   * full-fp32's peak by about 300 MiB.
+   */
+  static final long ONEDNN_MAX_TRAINED = 16L << 20;
+
+  static OperatorHandle oneDnnLinear(String setting) {
+    String choice = setting == null || setting.isBlank() ? "onednn" : setting.trim();
+    switch (choice.toLowerCase(Locale.ROOT)) {
+      case "blas":
+        return null;
+      case "onednn":
+        break;
+      default:
+        throw new IllegalArgumentException(
+            FP32_PRODUCTS + "='" + setting + "': expected onednn or blas");
+    }
+    try {
+      OperatorHandle op = Dispatcher.singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
+      op.retainReference(); // outlives whatever PointerScope is open on first use
+      return op;
+    } catch (RuntimeException absent) {
+      return null; // a libtorch built without oneDNN: the BLAS serves
+    }
+  }
+
+  /** What serves FP32 products on the CPU: {@code onednn} or {@code blas}. */
+  static String fp32Products() {
+    return ONEDNN_LINEAR != null ? "onednn" : "blas";
+  }
+
+  private static boolean oneDnn(Tensor x, Tensor w) {
+    return ONEDNN_LINEAR != null
+        && !x.is_cuda()
+        && x.scalar_type().value == ScalarType.Float.value
+        && w.scalar_type().value == ScalarType.Float.value
+        && w.dim() == 2
+        && w.size(0) >= ONEDNN_MIN_SIDE
+        && w.size(1) >= ONEDNN_MIN_SIDE;
+  }
+
+  /** {@code x W^T (+ b)} in oneDNN, without autograd; x [..., k], w [n, k] (views are fine). */
+  private static Tensor oneDnnProduct(Tensor x, Tensor w, Tensor bias) {
+    Tensor out;
+    try (PointerScope scope = new PointerScope()) {
+      GenericList noScalars =
+          new GenericList(
+              OptionalType.get(new Type.TypePtr(NumberType.getNumberIntTypePtr().get())));
+      IValueVector stack =
+          new IValueVector(
+              new IValue(x),
+              new IValue(w),
+              bias == null ? new IValue() : new IValue(bias),
+              new IValue("none"),
+              new IValue(noScalars),
+              new IValue());
+      ONEDNN_LINEAR.callBoxed(stack);
+      // a handle of its own: toTensor's lives in the stack, freed with this scope
+      out = Torch.keep(new Tensor(stack.get(0).toTensor()));
+    }
+    return Torch.handOver(out);
+  }
+
+  /** An FP32 {@code x W^T (+ b)}: oneDNN where {@link #oneDnn} says so, with its own backward. */
+  private static Tensor fp32Linear(Tensor x, Tensor w, Tensor bias) {
+    boolean trained = GradMode.is_enabled() && w.requires_grad();
+    if (!oneDnn(x, w) || (trained && w.numel() > ONEDNN_MAX_TRAINED)) {
+      return bias == null ? torch.linear(x, w) : torch.linear(x, w, new TensorOptional(bias));
+    }
+    boolean grad =
+        GradMode.is_enabled()
+            && (x.requires_grad() || w.requires_grad() || (bias != null && bias.requires_grad()));
+    if (!grad) return oneDnnProduct(x, w, bias);
+    Tensor out;
+    try (NoGradGuard noGrad = new NoGradGuard()) {
+      out = oneDnnProduct(x, w, bias);
+    }
+    Tensor[] inputs = bias == null ? new Tensor[] {x, w} : new Tensor[] {x, w, bias};
+    long[] xShape = x.sizes().vec().get();
+    // the input only where the weight's gradient needs it (autograd's linear saves no more): a
+    // frozen weight's product would otherwise keep every layer's inputs through the forward
+    if (!w.requires_grad()) {
+      return HookedBackward.attach(
+          out,
+          inputs,
+          new Tensor[] {w},
+          (s, gradOut, wanted) -> fp32LinearBackward(null, xShape, s[0], gradOut, wanted));
+    }
+    return HookedBackward.attach(
+        out,
+        inputs,
+        new Tensor[] {x, w},
+        (s, gradOut, wanted) -> fp32LinearBackward(s[0], xShape, s[1], gradOut, wanted));
+  }
+
+  /**
+   * The gradients of x, w (and the bias) of {@code x W^T + b} for {@code dY}, as autograd's; x is
+   * null where w's gradient is not wanted.
+   */
+  private static Tensor[] fp32LinearBackward(
+      Tensor x, long[] xShape, Tensor w, Tensor gradOut, boolean[] wanted) {
+    Tensor[] grads = new Tensor[wanted.length];
+    try (PointerScope scope = new PointerScope()) {
+      Tensor g =
+          gradOut.scalar_type().value == ScalarType.Float.value
+              ? gradOut
+              : gradOut.to(ScalarType.Float);
+      if (wanted[0]) grads[0] = Torch.keep(oneDnnProduct(g, w.t(), null).view(xShape));
+      Tensor g2 = g.reshape(-1, g.size(-1));
+      if (wanted[1]) {
+        grads[1] = Torch.keep(oneDnnProduct(g2.t(), x.reshape(-1, x.size(-1)).t(), null));
+      }
+      if (wanted.length > 2 && wanted[2]) {
+        grads[2] = Torch.keep(g2.sum(new long[] {0}, false, new ScalarTypeOptional()));
+      }
+    }
+    return grads;
+  }
 
   private static boolean upcastProducts(Tensor x) {
     return !x.is_cuda() && x.scalar_type().value == ScalarType.Half.value;
@@ -33,22 +192,25 @@ final class Kernels {
   /** {@code x W^T (+ b)}. */
   static Tensor linear(Tensor x, Tensor w, Tensor bias) {
     if (upcastProducts(x)) {
-      Tensor y =
-          bias == null
-              ? torch.linear(x.to(ScalarType.Float), w.to(ScalarType.Float))
-              : torch.linear(
-                  x.to(ScalarType.Float),
-                  w.to(ScalarType.Float),
-                  new TensorOptional(bias.to(ScalarType.Float)));
-      return y.to(ScalarType.Half);
+      return fp32Linear(
+              x.to(ScalarType.Float),
+              w.to(ScalarType.Float),
+              bias == null ? null : bias.to(ScalarType.Float))
+          .to(ScalarType.Half);
     }
+    if (x.scalar_type().value == ScalarType.Float.value) return fp32Linear(x, w, bias);
     return bias == null ? torch.linear(x, w) : torch.linear(x, w, new TensorOptional(bias));
   }
 
   /** {@code a @ b}. */
   static Tensor matmul(Tensor a, Tensor b) {
     if (upcastProducts(a)) {
-      return torch.matmul(a.to(ScalarType.Float), b.to(ScalarType.Float)).to(ScalarType.Half);
+      return matmul(a.to(ScalarType.Float), b.to(ScalarType.Float)).to(ScalarType.Half);
+    }
+    if (b.dim() == 2
+        && oneDnn(a, b.t())
+        && !(GradMode.is_enabled() && (a.requires_grad() || b.requires_grad()))) {
+      return oneDnnProduct(a, b.t(), null);
     }
     return torch.matmul(a, b);
   }
