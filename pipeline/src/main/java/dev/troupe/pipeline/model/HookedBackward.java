@@ -113,8 +113,12 @@ final class HookedBackward {
 
     Call(int inputs, Tensor[] saved, Gradients gradients) {
       this.saved = new Tensor[saved.length];
-      // owned by this call, not by the caller's scope: the backward comes after that has closed
-      for (int i = 0; i < saved.length; i++) this.saved[i] = Torch.own(saved[i].detach());
+      // owned by this call, not by the caller's scope: the backward comes after that has closed.
+      // Detached, so that no saved tensor holds the graph that holds these hooks; a leaf (a
+      // parameter) holds no graph and is kept as itself, so that a backward can reach its grad
+      for (int i = 0; i < saved.length; i++) {
+        this.saved[i] = Torch.own(saved[i].is_leaf() ? saved[i] : saved[i].detach());
+      }
       this.gradients = gradients;
       this.wanted = new boolean[inputs];
       this.inputGradient = new TensorTensorHook[inputs];

@@ -64,14 +64,6 @@ final class Kernels {
    */
   static final long ONEDNN_MIN_SIDE = 64;
 
-  /**
-   * Trained weights with more values than this keep libtorch's path: a hooked weight gradient
-   * reaches autograd through a link whose backward fills a weight-sized tensor with zeros, and is
-   * then copied once more into {@code grad}; for bench-m's trained head (32.8 M values) that raised
-   * full-fp32's peak by about 300 MiB.
-   */
-  static final long ONEDNN_MAX_TRAINED = 16L << 20;
-
   static OperatorHandle oneDnnLinear(String setting) {
     String choice = setting == null || setting.isBlank() ? "onednn" : setting.trim();
     switch (choice.toLowerCase(Locale.ROOT)) {
@@ -132,7 +124,10 @@ final class Kernels {
   /** An FP32 {@code x W^T (+ b)}: oneDNN where {@link #oneDnn} says so, with its own backward. */
   private static Tensor fp32Linear(Tensor x, Tensor w, Tensor bias) {
     boolean trained = GradMode.is_enabled() && w.requires_grad();
-    if (!oneDnn(x, w) || (trained && w.numel() > ONEDNN_MAX_TRAINED)) {
+    // a trained weight's gradient is added to its grad by the backward below: only a leaf's
+    // (a parameter's, not a copy's), and only where the input has a gradient to take, which
+    // starts that backward (it always has in full fine-tuning)
+    if (!oneDnn(x, w) || (trained && (!w.is_leaf() || !x.requires_grad()))) {
       return bias == null ? torch.linear(x, w) : torch.linear(x, w, new TensorOptional(bias));
     }
     boolean grad =
@@ -143,17 +138,21 @@ final class Kernels {
     try (NoGradGuard noGrad = new NoGradGuard()) {
       out = oneDnnProduct(x, w, bias);
     }
-    Tensor[] inputs = bias == null ? new Tensor[] {x, w} : new Tensor[] {x, w, bias};
     long[] xShape = x.sizes().vec().get();
-    // the input only where the weight's gradient needs it (autograd's linear saves no more): a
-    // frozen weight's product would otherwise keep every layer's inputs through the forward
-    if (!w.requires_grad()) {
+    Tensor[] inputs = bias == null ? new Tensor[] {x} : new Tensor[] {x, bias};
+    if (!trained) {
+      // the input only where the weight's gradient needs it (autograd's linear saves no more): a
+      // frozen weight's product would otherwise keep every layer's inputs through the forward
       return HookedBackward.attach(
           out,
           inputs,
           new Tensor[] {w},
           (s, gradOut, wanted) -> fp32LinearBackward(null, xShape, s[0], gradOut, wanted));
     }
+    // The weight is no input of the hooked function: its gradient goes straight into its grad
+    // (set where it has none, added where it has one, as autograd accumulates). Through a link of
+    // its own, the link's backward would fill a weight-sized tensor with zeros and grad would copy
+    // the gradient once more: bench-m full-fp32 peaked 300 MiB higher with its trained head.
     return HookedBackward.attach(
         out,
         inputs,
@@ -162,8 +161,9 @@ final class Kernels {
   }
 
   /**
-   * The gradients of x, w (and the bias) of {@code x W^T + b} for {@code dY}, as autograd's; x is
-   * null where w's gradient is not wanted.
+   * The gradients of x (and the bias: {@code wanted} follows the hooked inputs, x then the bias) of
+   * {@code x W^T + b} for {@code dY}, as autograd's; where x is given (a trained weight), the
+   * weight's gradient {@code dY^T x} is added to w's grad.
    */
   private static Tensor[] fp32LinearBackward(
       Tensor x, long[] xShape, Tensor w, Tensor gradOut, boolean[] wanted) {
@@ -175,11 +175,17 @@ final class Kernels {
               : gradOut.to(ScalarType.Float);
       if (wanted[0]) grads[0] = Torch.keep(oneDnnProduct(g, w.t(), null).view(xShape));
       Tensor g2 = g.reshape(-1, g.size(-1));
-      if (wanted[1]) {
-        grads[1] = Torch.keep(oneDnnProduct(g2.t(), x.reshape(-1, x.size(-1)).t(), null));
+      if (x != null) {
+        Tensor dw = oneDnnProduct(g2.t(), x.reshape(-1, x.size(-1)).t(), null);
+        Tensor held = w.grad();
+        if (held.defined()) {
+          held.add_(dw);
+        } else {
+          w.mutable_grad().put(dw);
+        }
       }
-      if (wanted.length > 2 && wanted[2]) {
-        grads[2] = Torch.keep(g2.sum(new long[] {0}, false, new ScalarTypeOptional()));
+      if (wanted.length > 1 && wanted[1]) {
+        grads[1] = Torch.keep(g2.sum(new long[] {0}, false, new ScalarTypeOptional()));
       }
     }
     return grads;

@@ -110,6 +110,39 @@ class Fp32ProductsTest {
     }
   }
 
+  /**
+   * A trained weight's gradient goes into its grad by hand: it accumulates over backward passes as
+   * autograd's does, and a weight used through a copy (not a leaf) gets its gradient through
+   * autograd.
+   */
+  @Test
+  void aTrainedWeightsGradientAccumulatesAndReachesTheLeaf() {
+    try (PointerScope scope = new PointerScope()) {
+      Tensor w0 = random(2, 80, 96).mul(Torch.scalar(0.1));
+      Tensor[] direct = new Tensor[2];
+      Tensor[] throughCopy = new Tensor[2];
+      for (int k = 0; k < 2; k++) {
+        Tensor w = leaf(w0, true);
+        Tensor v = leaf(w0, true);
+        for (int micro = 0; micro < 2; micro++) {
+          Tensor x = leaf(random(10 + micro, 3, 96), true);
+          Tensor r = random(20 + micro, 3, 80);
+          Tensor copy = v.mul(Torch.scalar(2.0));
+          Tensor y =
+              k == 0
+                  ? Kernels.linear(x, w, null).add(Kernels.linear(x, copy, null))
+                  : torch.linear(x, w).add(torch.linear(x, copy));
+          y.mul(r).sum().backward();
+        }
+        direct[k] = w.grad();
+        throughCopy[k] = v.grad();
+      }
+      assertTrue(
+          relDiff(direct[0], direct[1]) < 1e-6, "accumulated " + relDiff(direct[0], direct[1]));
+      assertTrue(relDiff(throughCopy[0], throughCopy[1]) < 1e-6, "through a copy");
+    }
+  }
+
   @Test
   void withoutAutogradTheProductCarriesNoGraph() {
     try (PointerScope scope = new PointerScope();
