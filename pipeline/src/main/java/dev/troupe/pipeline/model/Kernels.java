@@ -45,9 +45,9 @@ import org.bytedeco.pytorch.global.torch.ScalarType;
  * autograd the product has a backward of its own ({@link HookedBackward}) that keeps what
  * autograd's {@code linear} keeps (the weight, and the input where the weight is trained) and forms
  * the input gradient {@code dY W}, the weight gradient {@code dY^T X} and the bias gradient, again
- * in oneDNN. Products where one side of the weight is small (a LoRA adapter's rank-r factors) keep
- * libtorch's path and autograd. {@code TROUPE_FP32_PRODUCTS=blas} puts every FP32 product back on
- * the BLAS.
+ * in oneDNN; a trained weight's gradient goes into its {@code grad} directly. Products where one
+ * side of the weight is small (a LoRA adapter's rank-r factors) keep libtorch's path and autograd.
+ * {@code TROUPE_FP32_PRODUCTS=blas} puts every FP32 product back on the BLAS.
  */
 final class Kernels {
   private Kernels() {}
