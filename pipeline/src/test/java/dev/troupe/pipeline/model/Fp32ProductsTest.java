@@ -1,5 +1,7 @@
 package dev.troupe.pipeline.model;
 
+import static dev.troupe.pipeline.model.TestTensors.random;
+import static dev.troupe.pipeline.model.TestTensors.relDiff;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
@@ -31,16 +33,6 @@ class Fp32ProductsTest {
   @BeforeAll
   static void load() {
     Natives.ensureLoaded();
-  }
-
-  private static Tensor random(long seed, long... shape) {
-    torch.manual_seed(seed);
-    return torch.randn(shape);
-  }
-
-  private static double relDiff(Tensor a, Tensor b) {
-    return torch.linalg_vector_norm(a.sub(b)).item_double()
-        / torch.linalg_vector_norm(b).item_double();
   }
 
   private static Tensor leaf(Tensor t, boolean grad) {

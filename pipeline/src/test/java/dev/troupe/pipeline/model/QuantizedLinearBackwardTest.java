@@ -1,5 +1,7 @@
 package dev.troupe.pipeline.model;
 
+import static dev.troupe.pipeline.model.TestTensors.random;
+import static dev.troupe.pipeline.model.TestTensors.relDiff;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.troupe.pipeline.engine.Natives;
@@ -9,7 +11,6 @@ import dev.troupe.pipeline.quant.QuantFormat;
 import dev.troupe.pipeline.quant.QuantizedTensor;
 import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.Tensor;
-import org.bytedeco.pytorch.global.torch;
 import org.bytedeco.pytorch.global.torch.ScalarType;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -27,16 +28,6 @@ class QuantizedLinearBackwardTest {
   @BeforeAll
   static void load() {
     Natives.ensureLoaded();
-  }
-
-  private static Tensor random(long seed, long... shape) {
-    torch.manual_seed(seed);
-    return torch.randn(shape);
-  }
-
-  private static double relDiff(Tensor a, Tensor b) {
-    return torch.linalg_vector_norm(a.sub(b)).item_double()
-        / torch.linalg_vector_norm(b).item_double();
   }
 
   @ParameterizedTest
